@@ -1,0 +1,34 @@
+"""gemma_kit: the Gemma family of open models in readable Keras 3.
+
+    import gemma_kit
+    model = gemma_kit.load("gemma3_270m")        # the real Gemma 3 270M, shipped on PyPI
+    print(model.generate("The capital of France is", max_new_tokens=16))
+
+Runs on the JAX (default), TensorFlow and PyTorch backends: set
+``KERAS_BACKEND`` before the first ``import keras``.
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+from .backbone import GemmaBackbone  # noqa: E402
+from .config import GemmaConfig  # noqa: E402
+from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
+from .model import GemmaModel  # noqa: E402
+from .sampling import SAMPLERS  # noqa: E402
+
+__version__ = "0.1.0"
+
+
+def load(source: str = "gemma3_270m", dtype=None) -> GemmaModel:
+    """Load a model by name (``"gemma3_270m"``) or from a checkpoint path (``.gguf``).
+
+    ``dtype``: the Keras dtype policy for weights and compute, e.g. ``"float32"``
+    (the default) or ``"bfloat16"``.
+    """
+    config, backbone, tokenizer, path = load_parts(source, dtype=dtype)
+    return GemmaModel(backbone, tokenizer, config, source=str(source))
+
+
+__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "SAMPLERS", "NAMED_SOURCES", "read_config"]

@@ -1,0 +1,40 @@
+"""Compile a function of a Keras model once, the right way for each backend.
+
+- JAX: ``jax.jit`` needs a *pure* function, so the model's weights become an
+  argument and ``keras.StatelessScope`` maps each variable to the value passed
+  in (the same technique keras-hub's ``CausalLM`` uses). Buffers named in
+  ``donate`` (the KV cache) are updated in place instead of copied.
+- TensorFlow: ``tf.function`` traces the function into a graph.
+- PyTorch: eager execution under ``torch.no_grad()`` (no autograd bookkeeping).
+"""
+
+import keras
+
+
+def compile_model_function(model, fn, static_argnames=(), donate_argnums=()):
+    """``fn(*args)`` compiled for the current backend; ``model``'s variables are its weights."""
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+
+        def pure(variable_values, *args, **kwargs):
+            with keras.StatelessScope(state_mapping=list(zip(model.variables, variable_values))):
+                return fn(*args, **kwargs)
+
+        jitted = jax.jit(pure, static_argnames=static_argnames,
+                         donate_argnums=tuple(i + 1 for i in donate_argnums))
+
+        def call(*args, **kwargs):
+            return jitted([v.value for v in model.variables], *args, **kwargs)
+        return call
+    if backend == "tensorflow":
+        import tensorflow as tf
+        return tf.function(fn, reduce_retracing=True)
+    if backend == "torch":
+        import torch
+
+        def call(*args, **kwargs):
+            with torch.no_grad():
+                return fn(*args, **kwargs)
+        return call
+    raise RuntimeError(f"gemma_kit supports the jax, tensorflow and torch backends, not {backend!r}")

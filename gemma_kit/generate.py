@@ -1,0 +1,114 @@
+"""Autoregressive generation with a KV cache: one loop for every model.
+
+    prefill: run the whole prompt once, filling the cache      -> logits of the last token
+    decode:  feed the chosen token, read the cache, append     -> logits of the next token
+             ... repeat until a stop token or max_new_tokens
+
+Without a cache, step ``t`` would recompute the keys and values of all ``t``
+previous tokens: quadratic work. With it, each step processes one token.
+
+A batch of prompts of different lengths is *left-padded* to one length, so
+that every sequence writes its next token at the same time step (one cache
+index for the whole batch); ``start[b]`` marks where sequence ``b`` begins.
+Prompt lengths are rounded up to a few bucket sizes and the cache to a
+multiple of 128, so the compiled functions are reused across calls.
+
+The two compiled functions take and return the cache, so they work for any
+backbone with ``init_cache``, ``prefill`` and ``decode`` (Gemma and Griffin).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from keras import ops
+
+from .compile import compile_model_function
+from .sampling import check_sampler, gumbel_noise, sample
+
+
+def bucket(length: int, minimum: int = 16) -> int:
+    """Round a prompt length up to a power of two (fewer distinct compiled shapes)."""
+    size = minimum
+    while size < length:
+        size *= 2
+    return size
+
+
+class Generator:
+    """Compiled prefill + decode steps around a backbone, and the sampling loop."""
+
+    def __init__(self, backbone):
+        self.backbone = backbone
+        self._prefill = compile_model_function(backbone, self._prefill_step, ("sampler", "top_k"), donate_argnums=(2,))
+        self._decode = compile_model_function(backbone, self._decode_step, ("sampler", "top_k"), donate_argnums=(3,))
+
+    # The two compiled steps: a forward pass, then the sampler, all on the device.
+    def _prefill_step(self, token_ids, start, caches, noise, temperature, top_p, sampler, top_k):
+        logits, caches = self.backbone.prefill(token_ids, start, caches)
+        return sample(logits, sampler, temperature, top_k, top_p, noise), caches
+
+    def _decode_step(self, token_ids, time, start, caches, noise, temperature, top_p, sampler, top_k):
+        logits, caches = self.backbone.decode(token_ids, time, start, caches)
+        return sample(logits, sampler, temperature, top_k, top_p, noise), caches
+
+    def tokens(self, prompts: list[list[int]], max_new_tokens: int, sampler="greedy", temperature=1.0,
+               top_k=None, top_p=None, seed=None, stop_ids=(), use_cache=True):
+        """Yield the new token ids for every sequence, one step at a time: (batch,) int arrays.
+
+        A sequence that produced a stop token keeps yielding it (``done`` rows
+        are frozen); the loop ends when every row is done or after
+        ``max_new_tokens`` steps.
+        """
+        check_sampler(sampler, temperature, top_k, top_p)
+        batch, longest = len(prompts), max(len(p) for p in prompts)
+        prompt_len = bucket(longest)
+        total = prompt_len + max_new_tokens
+        cache_len = -(-total // 128) * 128
+        token_ids = np.zeros((batch, prompt_len), np.int32)            # left padding with id 0
+        start = np.array([prompt_len - len(p) for p in prompts], np.int32)
+        for row, prompt in enumerate(prompts):
+            token_ids[row, start[row]:] = prompt
+        rng = np.random.default_rng(seed)
+        vocab = self.backbone.config.vocab_size
+        draw = (lambda: gumbel_noise(rng, batch, vocab)) if sampler != "greedy" else (lambda: None)
+        args = dict(temperature=float(temperature), top_p=float(top_p or 1.0), sampler=sampler,
+                    top_k=None if top_k is None else int(top_k))
+        stop = np.array(sorted(set(stop_ids)), np.int32)
+        done = np.zeros(batch, bool)
+
+        if not use_cache:        # the slow way, for comparison: rerun the whole sequence every step
+            yield from self._tokens_without_cache(token_ids, start, max_new_tokens, draw, stop, args)
+            return
+
+        caches = self.backbone.init_cache(batch, cache_len)
+        next_ids, caches = self._prefill(ops.convert_to_tensor(token_ids), ops.convert_to_tensor(start),
+                                         caches, draw(), **args)
+        for step in range(max_new_tokens):
+            ids = np.asarray(ops.convert_to_numpy(next_ids), np.int32)
+            if step:
+                ids = np.where(done, previous, ids)                      # finished rows stay frozen
+            done |= np.isin(ids, stop)
+            yield ids
+            previous = ids
+            if done.all() or step == max_new_tokens - 1:
+                return
+            next_ids, caches = self._decode(ops.convert_to_tensor(ids[:, None]), prompt_len + step,
+                                            ops.convert_to_tensor(start), caches, draw(), **args)
+
+    def _tokens_without_cache(self, token_ids, start, max_new_tokens, draw, stop, args):
+        done = np.zeros(len(token_ids), bool)
+        for _ in range(max_new_tokens):
+            prompt_len = token_ids.shape[1]
+            padded = np.zeros((len(token_ids), bucket(prompt_len)), np.int32)
+            padded[:, -prompt_len:] = token_ids
+            shift = padded.shape[1] - prompt_len
+            caches = self.backbone.init_cache(len(token_ids), padded.shape[1])
+            next_ids, _ = self._prefill(ops.convert_to_tensor(padded), ops.convert_to_tensor(start + shift),
+                                        caches, draw(), **args)
+            ids = np.asarray(ops.convert_to_numpy(next_ids), np.int32)
+            ids = np.where(done, token_ids[:, -1], ids)
+            done |= np.isin(ids, stop)
+            yield ids
+            if done.all():
+                return
+            token_ids = np.concatenate([token_ids, ids[:, None]], axis=1)

@@ -1,0 +1,35 @@
+"""Rotary position embeddings (RoPE, Su et al. 2021), "rotate-half" layout.
+
+Each pair of channels ``(i, i + head_dim/2)`` of a query or key is rotated by
+the angle ``position * base ** (-2i / head_dim)``. The dot product of a rotated
+query and key then depends only on their *distance*, which is how attention
+learns relative positions. Gemma 3 uses base 10,000 on sliding-window layers
+and 1,000,000 on global layers (slower rotation reaches further back).
+"""
+
+from keras import ops
+
+
+def apply_rope(x, positions, base: float = 10_000.0, scaling_factor: float = 1.0,
+               rotary_dim=None):
+    """Rotate ``x`` (batch, seq, heads, head_dim) by integer ``positions`` (batch, seq).
+
+    ``rotary_dim`` rotates only the first channels (RecurrentGemma rotates half).
+    """
+    head_dim = x.shape[-1]
+    rotary_dim = rotary_dim or head_dim
+    half = rotary_dim // 2
+    exponents = ops.arange(0, rotary_dim, 2, dtype="float32") / rotary_dim
+    inverse_freq = 1.0 / ops.power(base, exponents) / scaling_factor    # (half,)
+    angles = ops.cast(positions, "float32")[..., None] * inverse_freq    # (batch, seq, half)
+    angles = ops.concatenate([angles, angles], axis=-1)[:, :, None, :]   # (batch, seq, 1, rotary_dim)
+    cos, sin = ops.cos(angles), ops.sin(angles)
+
+    x32 = ops.cast(x, "float32")
+    rotated, passed = x32[..., :rotary_dim], x32[..., rotary_dim:]
+    first, second = rotated[..., :half], rotated[..., half:]
+    rotate_half = ops.concatenate([-second, first], axis=-1)             # (batch, seq, heads, rotary_dim)
+    out = rotated * cos + rotate_half * sin
+    if rotary_dim < head_dim:
+        out = ops.concatenate([out, passed], axis=-1)
+    return ops.cast(out, x.dtype)

@@ -1,0 +1,123 @@
+"""The object ``gemma_kit.load`` returns: a backbone, its tokenizer, and text in / text out.
+
+    model = gemma_kit.load("gemma3_270m")
+    model.generate("The capital of France is", max_new_tokens=16)   # -> " Paris..."
+    for piece in model.stream("Once upon a time"): print(piece, end="")
+    model.logits(model.tokenizer.encode("Hello"))                    # (1, seq, vocab) float32
+
+Prompts get a BOS token in front, as Gemma was trained. Generation stops at
+``<eos>`` and ``<end_of_turn>`` (the end of a chat answer) unless told otherwise.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, List, Sequence, Union
+
+import numpy as np
+from keras import ops
+
+from .compile import compile_model_function
+from .generate import Generator
+
+
+class GemmaModel:
+    def __init__(self, backbone, tokenizer, config, source: str = ""):
+        self.backbone, self.tokenizer, self.config, self.source = backbone, tokenizer, config, source
+        self.generator = Generator(backbone)
+        self._logits = compile_model_function(backbone, lambda ids: backbone(ids))
+
+    def __repr__(self):
+        return (f"GemmaModel({self.config.name!r}, {self.config.num_parameters():,} parameters, "
+                f"dtype={self.backbone.dtype_policy.name}, source={self.source!r})")
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def encode_prompt(self, prompt: str) -> List[int]:
+        if not isinstance(prompt, str):
+            raise TypeError(f"A prompt must be a string, got {type(prompt).__name__}")
+        if not prompt:
+            raise ValueError("The prompt is empty: give at least one character of text")
+        return [self.tokenizer.bos_id] + self.tokenizer.encode(prompt)
+
+    def _check_lengths(self, prompts_ids, max_new_tokens):
+        if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens <= 0:
+            raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
+        limit = self.config.max_sequence_length
+        for ids in prompts_ids:
+            if len(ids) + max_new_tokens > limit:
+                raise ValueError(f"The prompt is too long: {len(ids)} tokens + max_new_tokens={max_new_tokens} "
+                                 f"exceeds the model's maximum sequence length of {limit} tokens")
+
+    def stop_ids(self, stop_tokens=None) -> List[int]:
+        """Token ids that end generation: by default ``<eos>`` and ``<end_of_turn>``."""
+        if stop_tokens is None:
+            stop_tokens = ["<eos>", "<end_of_turn>"]
+        ids = []
+        for token in stop_tokens:
+            if isinstance(token, (int, np.integer)):
+                ids.append(int(token))
+            else:
+                try:
+                    ids.append(self.tokenizer.token_to_id(token))
+                except (KeyError, ValueError):
+                    continue   # a vocabulary without that special token (e.g. a tiny test model)
+        return ids
+
+    # -- public API --------------------------------------------------------------------------------
+    def generate(self, prompt_or_prompts: Union[str, Sequence[str]], max_new_tokens: int = 64,
+                 sampler: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
+                 top_p: float | None = None, seed: int | None = None, stop_tokens=None,
+                 use_cache: bool = True):
+        """The new text for one prompt (a string) or for each of a list of prompts (a list)."""
+        single = isinstance(prompt_or_prompts, str)
+        prompts = [prompt_or_prompts] if single else list(prompt_or_prompts)
+        if not prompts:
+            raise ValueError("No prompts given: pass a string or a non-empty list of strings")
+        ids = self.generate_ids([self.encode_prompt(p) for p in prompts], max_new_tokens, sampler=sampler,
+                                temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
+                                stop_tokens=stop_tokens, use_cache=use_cache)
+        texts = [self.tokenizer.decode(row) for row in ids]
+        return texts[0] if single else texts
+
+    def generate_ids(self, prompts_ids: List[List[int]], max_new_tokens: int = 64, stop_tokens=None,
+                     **sampling) -> List[List[int]]:
+        """Token-level generation: the new ids per prompt (stop token excluded)."""
+        self._check_lengths(prompts_ids, max_new_tokens)
+        stop = self.stop_ids(stop_tokens)
+        steps = list(self.generator.tokens(prompts_ids, max_new_tokens, stop_ids=stop, **sampling))
+        out = []
+        for row in range(len(prompts_ids)):
+            ids = [int(step[row]) for step in steps]
+            cut = next((i for i, t in enumerate(ids) if t in stop), len(ids))
+            out.append(ids[:cut])
+        return out
+
+    def stream(self, prompt: str, max_new_tokens: int = 64, stop_tokens=None, **sampling) -> Iterator[str]:
+        """Yield the new text piece by piece as tokens are produced."""
+        from .tokenizer import StreamingDecoder
+
+        ids = self.encode_prompt(prompt)
+        self._check_lengths([ids], max_new_tokens)
+        stop = self.stop_ids(stop_tokens)
+        decoder = StreamingDecoder(self.tokenizer)
+        for step in self.generator.tokens([ids], max_new_tokens, stop_ids=stop, **sampling):
+            token = int(step[0])
+            if token in stop:
+                break
+            piece = decoder.push(token)
+            if piece:
+                yield piece
+        tail = decoder.flush()
+        if tail:
+            yield tail
+
+    def logits(self, token_ids) -> np.ndarray:
+        """float32 logits (batch, seq, vocab) for token ids (seq,) or (batch, seq); no BOS is added."""
+        ids = np.asarray(token_ids, dtype=np.int32)
+        if ids.ndim == 1:
+            ids = ids[None, :]
+        if ids.ndim != 2 or ids.shape[1] == 0:
+            raise ValueError(f"token_ids must have shape (seq,) or (batch, seq) with seq >= 1, got {ids.shape}")
+        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
+            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
+                             f"got values in [{ids.min()}, {ids.max()}]")
+        return np.asarray(ops.convert_to_numpy(self._logits(ops.convert_to_tensor(ids))), np.float32)
