@@ -27,7 +27,7 @@ def gemma_270m():
 
 def tiny_gemma3_config(**changes):
     """A Gemma 3-shaped model small enough to build in a second: 6 layers (5 local + 1 global)."""
-    values = dict(vocab_size=300, hidden_dim=32, num_layers=6, num_query_heads=4, num_kv_heads=2, head_dim=8,
+    values = dict(vocab_size=320, hidden_dim=32, num_layers=6, num_query_heads=4, num_kv_heads=2, head_dim=8,
                   intermediate_dim=64, layer_types=gemma3_layer_types(6), sliding_window=8, use_post_norms=True,
                   use_qk_norm=True, rope_base_global=1_000_000.0, max_sequence_length=512, name="tiny_gemma3")
     values.update(changes)

@@ -36,7 +36,7 @@ def _full_logits(backbone, ids):
 def test_cached_steps_match_full_forward(variant, prompt_len):
     backbone = _backbone(variant)
     rng = np.random.default_rng(prompt_len)
-    ids = rng.integers(4, 300, size=prompt_len + 12).tolist()
+    ids = rng.integers(4, 320, size=prompt_len + 12).tolist()
     full = _full_logits(backbone, ids)
 
     caches = backbone.init_cache(1, 48)
