@@ -72,7 +72,7 @@ class GemmaBackbone(keras.Model):
                                           window=self.config.sliding_window)
         return masks
 
-    def forward(self, token_ids, positions, masks, caches=None, write_index=None, capture=None):
+    def run_decoder(self, token_ids, positions, masks, caches=None, write_index=None, capture=None):
         """Hidden states (batch, seq, hidden_dim) after the final norm, and the new caches.
 
         ``capture``: an optional dict; filled with per-layer attention
@@ -111,7 +111,7 @@ class GemmaBackbone(keras.Model):
         positions = ops.maximum(ops.cumsum(ops.cast(padding_mask, "int32"), axis=1) - 1, 0)
         both = {"global": times, LOCAL: times}
         valid = {"global": padding_mask, LOCAL: padding_mask}
-        hidden, _ = self.forward(token_ids, positions, self._masks(times, both, valid), capture=capture)
+        hidden, _ = self.run_decoder(token_ids, positions, self._masks(times, both, valid), capture=capture)
         return self.logits_from_hidden(hidden)                               # (batch, seq, vocab)
 
     # -- entry points 2 and 3: generation with a KV cache ----------------------------------------
@@ -137,7 +137,7 @@ class GemmaBackbone(keras.Model):
         valid = times >= start
         positions = ops.maximum(times - start, 0)
         masks = self._masks(times, {"global": times, LOCAL: times}, {"global": valid, LOCAL: valid})
-        hidden, caches = self.forward(token_ids, positions, masks, caches=caches, write_index=0)
+        hidden, caches = self.run_decoder(token_ids, positions, masks, caches=caches, write_index=0)
         return self.logits_from_hidden(hidden[:, -1]), caches
 
     def decode(self, token_ids, time, start, caches):
@@ -156,7 +156,7 @@ class GemmaBackbone(keras.Model):
         if "global" not in key_times:                                        # every layer is local
             key_times["global"], key_valid["global"] = key_times[LOCAL], key_valid[LOCAL]
         masks = self._masks(query_times, key_times, key_valid)
-        hidden, caches = self.forward(token_ids, query_times - start, masks, caches=caches, write_index=time)
+        hidden, caches = self.run_decoder(token_ids, query_times - start, masks, caches=caches, write_index=time)
         return self.logits_from_hidden(hidden[:, -1]), caches
 
     def get_config(self):

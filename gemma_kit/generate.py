@@ -34,6 +34,10 @@ def bucket(length: int, minimum: int = 16) -> int:
     return size
 
 
+def _scalar(value, dtype):
+    return ops.convert_to_tensor(np.asarray(value, dtype=dtype))
+
+
 class Generator:
     """Compiled prefill + decode steps around a backbone, and the sampling loop."""
 
@@ -70,9 +74,11 @@ class Generator:
             token_ids[row, start[row]:] = prompt
         rng = np.random.default_rng(seed)
         vocab = self.backbone.config.vocab_size
-        draw = (lambda: gumbel_noise(rng, batch, vocab)) if sampler != "greedy" else (lambda: None)
-        args = dict(temperature=float(temperature), top_p=float(top_p or 1.0), sampler=sampler,
-                    top_k=None if top_k is None else int(top_k))
+        draw = (lambda: ops.convert_to_tensor(gumbel_noise(rng, batch, vocab))) if sampler != "greedy" else (lambda: None)
+        # Numbers that change between calls travel as tensors (no recompiling); the sampler
+        # kind and top_k change the program's shape, so they are static.
+        args = dict(temperature=_scalar(temperature, "float32"), top_p=_scalar(top_p or 1.0, "float32"),
+                    sampler=sampler, top_k=None if top_k is None else int(top_k))
         stop = np.array(sorted(set(stop_ids)), np.int32)
         done = np.zeros(batch, bool)
 
@@ -92,7 +98,7 @@ class Generator:
             previous = ids
             if done.all() or step == max_new_tokens - 1:
                 return
-            next_ids, caches = self._decode(ops.convert_to_tensor(ids[:, None]), prompt_len + step,
+            next_ids, caches = self._decode(ops.convert_to_tensor(ids[:, None]), _scalar(prompt_len + step, "int32"),
                                             ops.convert_to_tensor(start), caches, draw(), **args)
 
     def _tokens_without_cache(self, token_ids, start, max_new_tokens, draw, stop, args):

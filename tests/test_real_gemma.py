@@ -50,12 +50,22 @@ def test_stream_yields_the_generated_text(gemma_270m):
     assert "".join(pieces) == gemma_270m.generate(prompt, max_new_tokens=24)
 
 
-def test_chat_template_answer_stops_at_end_of_turn(gemma_270m):
-    chat = gemma_270m.tokenizer.apply_chat_template([{"role": "user", "content": "Say hello in French."}])
-    ids = gemma_270m.generate_ids([gemma_270m.encode_prompt(chat)], max_new_tokens=48)[0]
-    end_of_turn = gemma_270m.tokenizer.token_to_id("<end_of_turn>")
-    assert end_of_turn not in ids                         # the stop token is cut off
-    assert 0 < len(ids) < 48                              # the model ended its turn by itself
+def test_stop_tokens_end_the_answer(gemma_270m):
+    prompt = gemma_270m.encode_prompt("The capital of France is")
+    free = gemma_270m.generate_ids([prompt], max_new_tokens=12, stop_tokens=[])[0]
+    stop = free[5]
+    stopped = gemma_270m.generate_ids([prompt], max_new_tokens=12, stop_tokens=[stop])[0]
+    assert stopped == free[:free.index(stop)]             # cut before the first stop token
+
+
+def test_chat_prompt_has_the_turn_markers_as_single_tokens(gemma_270m):
+    tokenizer = gemma_270m.tokenizer
+    chat = tokenizer.apply_chat_template([{"role": "user", "content": "Say hello in French."}])
+    assert chat == "<start_of_turn>user\nSay hello in French.<end_of_turn>\n<start_of_turn>model\n"
+    ids = gemma_270m.encode_prompt(chat)
+    assert ids.count(tokenizer.token_to_id("<start_of_turn>")) == 2
+    assert ids.count(tokenizer.token_to_id("<end_of_turn>")) == 1
+    assert gemma_270m.stop_ids() == [tokenizer.eos_id, tokenizer.token_to_id("<end_of_turn>")]
 
 
 def test_seeded_sampling_is_reproducible(gemma_270m):
