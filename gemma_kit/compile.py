@@ -4,7 +4,8 @@
   argument and ``keras.StatelessScope`` maps each variable to the value passed
   in (the same technique keras-hub's ``CausalLM`` uses). Buffers named in
   ``donate`` (the KV cache) are updated in place instead of copied.
-- TensorFlow: ``tf.function`` traces the function into a graph.
+- TensorFlow: ``tf.function`` traces the function into a graph (once per shape;
+  the generation loop rounds shapes to a few buckets).
 - PyTorch: eager execution under ``torch.no_grad()`` (no autograd bookkeeping).
 """
 
@@ -29,7 +30,9 @@ def compile_model_function(model, fn, static_argnames=(), donate_argnums=()):
         return call
     if backend == "tensorflow":
         import tensorflow as tf
-        return tf.function(fn, reduce_retracing=True)
+        # Static shapes per trace: the attention layer decides "prompt or one step?"
+        # from the sequence length, so no reduce_retracing (which would make it unknown).
+        return tf.function(fn)
     if backend == "torch":
         import torch
 

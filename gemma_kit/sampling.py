@@ -47,6 +47,7 @@ def gumbel_noise(rng: np.random.Generator, batch: int, vocab: int) -> np.ndarray
 
 def sample(logits, sampler="greedy", temperature=1.0, top_k=None, top_p=None, noise=None):
     """Next token ids (batch,) from float32 ``logits`` (batch, vocab)."""
+    logits = ops.convert_to_tensor(logits)
     if sampler == "greedy":
         return ops.argmax(logits, axis=-1)
     logits = logits / temperature

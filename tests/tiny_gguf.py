@@ -7,6 +7,7 @@ Gemma's: the special tokens, 256 byte-fallback tokens and a few letters.
 
 import numpy as np
 import gguf
+from keras import ops
 
 from gemma_kit.loaders.gguf import TENSOR_NAMES, gguf_tensor_name
 
@@ -24,8 +25,8 @@ def tiny_vocabulary(size):
 
 def backbone_tensors(backbone):
     """{gguf name: float32 array in GGUF's conventions} for a GemmaBackbone's weights."""
-    tensors = {"token_embd.weight": np.asarray(backbone.token_embedding.embeddings.numpy()),
-               "output_norm.weight": np.asarray(backbone.final_norm.scale.numpy()) + 1.0}
+    tensors = {"token_embd.weight": ops.convert_to_numpy(backbone.token_embedding.embeddings),
+               "output_norm.weight": ops.convert_to_numpy(backbone.final_norm.scale) + 1.0}
     for i, block in enumerate(backbone.blocks):
         for path in TENSOR_NAMES:
             obj = block
@@ -34,7 +35,7 @@ def backbone_tensors(backbone):
                     obj = getattr(obj, attr)
             except AttributeError:
                 continue
-            value = np.asarray(obj.numpy())
+            value = ops.convert_to_numpy(obj)
             value = value + 1.0 if path.endswith("scale") else value.T      # 1 + scale; (in, out) -> [out, in]
             tensors[gguf_tensor_name(f"block_{i}/{path}")] = value.astype(np.float32)
     return tensors

@@ -85,7 +85,7 @@ class GemmaAttention(keras.layers.Layer):
         With ``seq > 1`` (a prompt), the queries attend to the fresh keys;
         with ``seq == 1`` (one decoding step), to the whole cache.
         """
-        batch, seq = ops.shape(x)[0], x.shape[1]
+        batch, seq = ops.shape(x)[0], ops.shape(x)[1]
         q = self._project(self.query, x, self.num_query_heads, positions)   # (batch, seq, heads, head_dim)
         k = self._project(self.key, x, self.num_kv_heads, positions)        # (batch, seq, kv_heads, head_dim)
         v = ops.reshape(self.value(x), (batch, seq, self.num_kv_heads, self.head_dim))
@@ -94,7 +94,7 @@ class GemmaAttention(keras.layers.Layer):
         keys, values = k, v
         if cache is not None:
             new_cache = _write_cache(cache, k, v, write_index)
-            if seq == 1:                                    # decoding: read everything cached so far
+            if x.shape[1] == 1:                             # decoding: read everything cached so far
                 keys, values = new_cache
 
         groups = self.num_query_heads // self.num_kv_heads

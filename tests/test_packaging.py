@@ -1,0 +1,39 @@
+"""The project's set-up files agree with each other (a fresh clone installs what the code needs)."""
+
+import re
+from pathlib import Path
+
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement):
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_same_packages_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    listed = [r for r in pip_section if not r.startswith("-e")]
+    assert sorted(map(str.strip, listed)) == sorted(declared), (
+        "environment.yml and pyproject.toml disagree: "
+        f"only in environment.yml {sorted(set(listed) - set(declared))}, "
+        f"only in pyproject.toml {sorted(set(declared) - set(listed))}")
+    assert len({_name(r) for r in declared}) == len(declared), "a package is listed twice"
+
+
+def test_ci_calls_make_test_and_the_readme_opens_with_the_two_commands():
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#") and not line.startswith("set ") and not line.startswith("cd ")]
+    assert ci == ["make test"]
+    readme = (ROOT / "README.md").read_text()
+    assert readme.index("make demo") < readme.index("make test")
+    assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
