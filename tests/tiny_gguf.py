@@ -9,7 +9,7 @@ import numpy as np
 import gguf
 from keras import ops
 
-from gemma_kit.loaders.gguf import TENSOR_NAMES, gguf_tensor_name
+from gemma_kit.loaders.gguf import gguf_tensor_name, weights_by_path
 
 SPECIALS = [("<pad>", 3), ("<eos>", 3), ("<bos>", 3), ("<unk>", 2), ("<start_of_turn>", 4), ("<end_of_turn>", 4)]
 
@@ -25,19 +25,14 @@ def tiny_vocabulary(size):
 
 def backbone_tensors(backbone):
     """{gguf name: float32 array in GGUF's conventions} for a GemmaBackbone's weights."""
-    tensors = {"token_embd.weight": ops.convert_to_numpy(backbone.token_embedding.embeddings),
-               "output_norm.weight": ops.convert_to_numpy(backbone.final_norm.scale) + 1.0}
-    for i, block in enumerate(backbone.blocks):
-        for path in TENSOR_NAMES:
-            obj = block
-            try:
-                for attr in path.split("."):
-                    obj = getattr(obj, attr)
-            except AttributeError:
-                continue
-            value = ops.convert_to_numpy(obj)
-            value = value + 1.0 if path.endswith("scale") else value.T      # 1 + scale; (in, out) -> [out, in]
-            tensors[gguf_tensor_name(f"block_{i}/{path}")] = value.astype(np.float32)
+    tensors = {}
+    for path, variable in weights_by_path(backbone).items():
+        value = ops.convert_to_numpy(variable)
+        if path.endswith("scale"):
+            value = value + 1.0                  # GGUF stores 1 + scale
+        elif path.endswith("kernel"):
+            value = value.T                      # (in, out) -> [out, in]
+        tensors[gguf_tensor_name(path)] = value.astype(np.float32)
     return tensors
 
 
