@@ -61,59 +61,9 @@ def measure(name, load_s, generate, first_id_stop, n, repeats):
 
 def keras_hub_gemma3_from(model):
     """A keras-hub ``Gemma3CausalLM`` (text only, greedy) holding a copy of a gemma_kit model's weights."""
-    import keras_hub
-    from keras import ops
+    from gemma_kit.export.keras_hub import keras_hub_causal_lm
 
-    c, ours = model.config, model.backbone
-    expected = tuple("global" if i % 6 == 5 else "local" for i in range(c.num_layers))
-    if (c.layer_types != expected or c.rope_base_local != 1e4 or c.rope_base_global != 1e6
-            or c.query_pre_attn_scalar != c.head_dim):
-        # keras-hub hard-codes 5 local : 1 global, rope 10k / 1M, and scales queries by head_dim ** -0.5.
-        raise ValueError(f"{c.name}: not a Gemma 3 text config that keras-hub can represent")
-    backbone = keras_hub.models.Gemma3Backbone(
-        vocabulary_size=c.vocab_size, image_size=896, vision_encoder=None,   # text only
-        num_layers=c.num_layers, num_query_heads=c.num_query_heads, num_key_value_heads=c.num_kv_heads,
-        hidden_dim=c.hidden_dim, head_dim=c.head_dim,
-        intermediate_dim=c.intermediate_dim,   # Gemma 3 uses gate_dim_reduction=1: NOT 2x, unlike Gemma 1/2
-        query_head_dim_normalize=True, use_query_key_norm=c.use_qk_norm,
-        use_post_ffw_norm=c.use_post_norms, use_post_attention_norm=c.use_post_norms,
-        attention_logit_soft_cap=c.attn_soft_cap, final_logit_soft_cap=c.final_soft_cap,
-        use_sliding_window_attention=True, sliding_window_size=c.sliding_window,
-        local_rope_scaling_factor=1.0, global_rope_scaling_factor=c.rope_scaling_factor,
-        layer_norm_epsilon=c.rms_norm_eps, dtype=ours.dtype_policy.name)
-
-    def copy(variable, value):
-        value = np.asarray(ops.convert_to_numpy(value))
-        if tuple(variable.shape) != value.shape:
-            raise ValueError(f"{variable.path}: shape {tuple(variable.shape)} != {value.shape}")
-        variable.assign(value)
-
-    d, h, kv, hd = c.hidden_dim, c.num_query_heads, c.num_kv_heads, c.head_dim
-    heads_first = lambda kernel, n: ops.transpose(ops.reshape(kernel, (d, n, hd)), (1, 0, 2))  # noqa: E731
-    copy(backbone.token_embedding.embeddings, ours.token_embedding.embeddings)
-    copy(backbone.layer_norm.scale, ours.final_norm.scale)
-    for src, dst in zip(ours.blocks, backbone.transformer_layers):
-        a, b = src.attention, dst.attention
-        copy(b.query_dense.kernel, heads_first(a.query.kernel, h))             # (heads, hidden, head_dim)
-        copy(b.key_dense.kernel, heads_first(a.key.kernel, kv))
-        copy(b.value_dense.kernel, heads_first(a.value.kernel, kv))
-        copy(b.output_dense.kernel, ops.reshape(a.attention_output.kernel, (h, hd, d)))  # (heads, head_dim, hidden)
-        copy(b.query_norm.scale, a.query_norm.scale)
-        copy(b.key_norm.scale, a.key_norm.scale)
-        for norm in ("pre_attention_norm", "post_attention_norm", "pre_ffw_norm", "post_ffw_norm"):
-            copy(getattr(dst, norm).scale, getattr(src, norm).scale)
-        copy(dst.gating_ffw.kernel, src.mlp.gate.kernel)                       # gelu branch
-        copy(dst.gating_ffw_2.kernel, src.mlp.up.kernel)                       # linear branch
-        copy(dst.ffw_linear.kernel, src.mlp.down.kernel)
-    if len(backbone.weights) != len(ours.weights):
-        raise ValueError(f"keras-hub has {len(backbone.weights)} weights, gemma_kit {len(ours.weights)}")
-
-    with tempfile.TemporaryDirectory() as folder:
-        model.tokenizer.save(os.path.join(folder, "tokenizer.model"))
-        tokenizer = keras_hub.models.Gemma3Tokenizer(proto=os.path.join(folder, "tokenizer.model"),
-                                                     has_vision_tokens=False)
-    preprocessor = keras_hub.models.Gemma3CausalLMPreprocessor(tokenizer=tokenizer, image_converter=None)
-    causal_lm = keras_hub.models.Gemma3CausalLM(preprocessor=preprocessor, backbone=backbone)
+    causal_lm = keras_hub_causal_lm(model)    # refuses configs keras-hub would run differently
     causal_lm.compile(sampler="greedy")
     return causal_lm
 

@@ -15,20 +15,23 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from .backbone import GemmaBackbone  # noqa: E402
 from .config import GemmaConfig  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
+from .memory import memory_plan  # noqa: E402
 from .model import GemmaModel  # noqa: E402
 from .sampling import SAMPLERS  # noqa: E402
 
 __version__ = "0.1.0"
 
 
-def load(source: str = "gemma3_270m", dtype=None) -> GemmaModel:
+def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
     """Load a model by name (``"gemma3_270m"``) or from a checkpoint path (``.gguf``).
 
     ``dtype``: the Keras dtype policy for weights and compute, e.g. ``"float32"``
-    (the default) or ``"bfloat16"``.
+    (the default) or ``"bfloat16"``. ``options`` go to the format's loader, e.g.
+    ``attention_window_size=...`` for a RecurrentGemma checkpoint.
     """
-    config, backbone, tokenizer, path = load_parts(source, dtype=dtype)
+    config, backbone, tokenizer, path = load_parts(source, dtype=dtype, **options)
     return GemmaModel(backbone, tokenizer, config, source=str(source))
 
 
-__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "SAMPLERS", "NAMED_SOURCES", "read_config"]
+__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "SAMPLERS",
+           "NAMED_SOURCES", "read_config", "memory_plan"]

@@ -38,6 +38,7 @@ def attention_mask(query_times, key_times, key_valid, window=None):
     return mask
 
 
+@keras.saving.register_keras_serializable(package="gemma_kit")
 class GemmaBackbone(keras.Model):
     def __init__(self, config: GemmaConfig, dtype=None, random_init: bool = True, **kwargs):
         """``random_init=False`` fills the weights with zeros: loaders overwrite every weight

@@ -66,6 +66,11 @@ def _info(args) -> int:
             value = "".join("L" if t == "local" else "G" for t in value) + "  (L = local, G = global)"
         print(f"{key:<{width}}  {value}")
     print(f"{'parameters':<{width}}  {config.num_parameters():,}")
+    from .presets import PRESETS
+    if args.model in PRESETS:
+        preset = PRESETS[args.model]
+        print(f"{'official':<{width}}  {preset.official_parameters:,}  (keras-hub preset metadata)")
+        print(f"{'kaggle':<{width}}  {preset.kaggle_handle}\n{'hugging face':<{width}}  {preset.hf_repo}")
     return 0
 
 

@@ -110,6 +110,11 @@ class GemmaModel:
         if tail:
             yield tail
 
+    def save_preset(self, folder) -> str:
+        """Write this model as a keras-hub preset folder (``keras_hub.models.*CausalLM.from_preset`` loads it)."""
+        from .export.keras_hub import save_preset
+        return save_preset(self, folder)
+
     def logits(self, token_ids) -> np.ndarray:
         """float32 logits (batch, seq, vocab) for token ids (seq,) or (batch, seq); no BOS is added."""
         ids = np.asarray(token_ids, dtype=np.int32)
@@ -121,3 +126,8 @@ class GemmaModel:
             raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
                              f"got values in [{ids.min()}, {ids.max()}]")
         return np.asarray(ops.convert_to_numpy(self._logits(ops.convert_to_tensor(ids))), np.float32)
+
+    def save_hf(self, folder) -> str:
+        """Save as a Hugging Face folder that transformers' ``from_pretrained`` loads (see export/huggingface.py)."""
+        from .export.huggingface import save_hf
+        return save_hf(self, folder)

@@ -37,6 +37,7 @@ from .rotary import apply_rope
 MASKED = -1e30
 
 
+@keras.saving.register_keras_serializable(package="gemma_kit")
 class GemmaAttention(keras.layers.Layer):
     def __init__(self, hidden_dim, num_query_heads, num_kv_heads, head_dim, query_pre_attn_scalar=None,
                  soft_cap=None, use_qk_norm=False, rope_base=10_000.0, rope_scaling_factor=1.0,

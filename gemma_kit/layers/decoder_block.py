@@ -15,6 +15,7 @@ from .mlp import GeGLU
 from .rms_norm import RMSNorm
 
 
+@keras.saving.register_keras_serializable(package="gemma_kit")
 class DecoderBlock(keras.layers.Layer):
     def __init__(self, config, layer_index: int, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)

@@ -8,6 +8,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="gemma_kit")
 class GeGLU(keras.layers.Layer):
     def __init__(self, hidden_dim: int, intermediate_dim: int, use_bias: bool = False,
                  kernel_initializer="glorot_uniform", **kwargs):

@@ -9,6 +9,7 @@ import keras
 from keras import ops
 
 
+@keras.saving.register_keras_serializable(package="gemma_kit")
 class RMSNorm(keras.layers.Layer):
     def __init__(self, epsilon: float = 1e-6, **kwargs):
         super().__init__(**kwargs)

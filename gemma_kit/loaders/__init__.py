@@ -14,6 +14,7 @@ into ``(config, backbone, tokenizer)``, and how to read only its config.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import os
 from typing import Callable, Dict, List, Optional
 
@@ -101,17 +102,35 @@ def _format_of(path: str) -> Format:
                      f"(known formats: {', '.join(f.name for f in FORMATS)})")
 
 
-def load_parts(source, dtype=None):
-    """(config, backbone, tokenizer, path) for ``source``."""
+def load_parts(source, dtype=None, **options):
+    """(config, backbone, tokenizer, path) for ``source``.
+
+    ``options``: keyword arguments for the format's loader (e.g. RecurrentGemma's
+    ``attention_window_size``); a format that takes none raises a TypeError naming them.
+    """
     path = resolve(source)
-    config, backbone, tokenizer = _format_of(path).load(path, dtype=dtype)
+    fmt = _format_of(path)
+    if options:
+        parameters = inspect.signature(fmt.load).parameters.values()
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+            raise TypeError(f"{path}: the {fmt.name} format takes no loading options, got {sorted(options)}")
+    config, backbone, tokenizer = fmt.load(path, dtype=dtype, **options)
     return config, backbone, tokenizer, path
 
 
 def read_config(source):
     """The config of ``source`` without allocating any weight (for ``gemma-kit info``)."""
+    from ..presets import PRESETS
+    if source in PRESETS:
+        return PRESETS[source].config
     path = resolve(source)
     fmt = _format_of(path)
     if fmt.read_config is None:
         raise ValueError(f"{path}: the {fmt.name} format cannot report its config without loading it")
     return fmt.read_config(path)
+
+
+# Formats are tried in the order they register. A keras-hub preset folder also has a
+# config.json, like a transformers folder: its stricter check must come first.
+from . import keras_hub  # noqa: E402,F401  registers the "keras_hub" format and kaggle:// handles
+from . import huggingface  # noqa: E402,F401  registers the "huggingface" format and hf:// handles
