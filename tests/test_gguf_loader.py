@@ -86,3 +86,17 @@ def test_unknown_model_name_lists_the_known_ones():
         gemma_kit.load("gemma9_1t")
     with pytest.raises(FileNotFoundError):
         read_gguf("/no/such/file.gguf")
+
+
+def test_bfloat16_loading_halves_the_weights_and_stays_close(tmp_path, tiny):
+    config, _, tensors = tiny
+    path = write_gguf(tmp_path / "tiny.gguf", config, tensors)
+    full, half = gemma_kit.load(path), gemma_kit.load(path, dtype="bfloat16")
+    assert half.backbone.token_embedding.embeddings.dtype == "bfloat16"
+    weight_bytes = lambda m: sum(ops.convert_to_numpy(v).nbytes for v in m.backbone.weights)  # noqa: E731
+    assert weight_bytes(half) * 2 == weight_bytes(full)
+    ids = np.array([[2, 270, 271, 272, 100, 5, 9, 40, 41, 42, 43]], np.int32)
+    a, b = full.logits(ids), half.logits(ids)
+    assert b.dtype == np.float32                        # logits always come back as float32
+    assert np.abs(a - b).max() < 0.05 * np.abs(a).max()  # bfloat16 keeps ~3 significant digits
+    assert not np.array_equal(a, b)                     # and it really computed in bfloat16
