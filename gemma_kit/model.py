@@ -110,6 +110,11 @@ class GemmaModel:
         if tail:
             yield tail
 
+    def complete(self, before: str, after: str, **kw) -> str:
+        """Fill in the middle: the code between ``before`` and ``after`` (CodeGemma; see fim.py)."""
+        from .fim import complete
+        return complete(self, before, after, **kw)
+
     def save_preset(self, folder) -> str:
         """Write this model as a keras-hub preset folder (``keras_hub.models.*CausalLM.from_preset`` loads it)."""
         from .export.keras_hub import save_preset

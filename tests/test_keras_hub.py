@@ -218,6 +218,9 @@ def test_kaggle_handle_goes_through_the_download_function(monkeypatch, gemma1_fo
     assert handles == ["keras/gemma/keras/gemma_2b_en/2"]
     assert model.config.name == "gemma_2b_en"
     assert np.abs(model.logits(IDS) - keras_hub_logits(backbone, IDS)).max() < 1e-4
+    code_gemma = gemma_kit.load("code_gemma_2b_en")                    # a preset name, as from_preset takes
+    assert handles[-1] == gemma_kit.presets.preset_handle("code_gemma_2b_en").removeprefix("kaggle://")
+    assert np.array_equal(code_gemma.logits(IDS), model.logits(IDS))
 
     def offline(handle):
         raise ConnectionError("no internet")

@@ -14,10 +14,14 @@ from gemma_kit.loaders.gguf import gguf_tensor_name, weights_by_path
 SPECIALS = [("<pad>", 3), ("<eos>", 3), ("<bos>", 3), ("<unk>", 2), ("<start_of_turn>", 4), ("<end_of_turn>", 4)]
 
 
-def tiny_vocabulary(size):
+def tiny_vocabulary(size, extra_pieces=None):
+    """``[(piece, gguf token_type)] * size``; ``extra_pieces`` ``{id: piece}`` puts user-defined pieces
+    at those ids (e.g. CodeGemma's ``{67: "<|fim_prefix|>", ...}``), shifting the later pieces up."""
     pieces = SPECIALS + [(f"<0x{i:02X}>", 6) for i in range(256)]
     letters = ["▁"] + [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["▁" + chr(c) for c in range(ord("a"), ord("z") + 1)]
     pieces += [(p, 1) for p in letters]
+    for i, piece in sorted((extra_pieces or {}).items()):
+        pieces.insert(i, (piece, 4))
     pieces += [(f"<unused{i}>", 5) for i in range(size - len(pieces))]
     assert len(pieces) == size, f"vocabulary of {size} is too small for {len(pieces)} pieces"
     return pieces
@@ -36,8 +40,12 @@ def backbone_tensors(backbone):
     return tensors
 
 
-def write_gguf(path, config, tensors, arch="gemma3", drop=(), reshape=None):
-    """Write ``tensors`` with metadata from ``config``; ``drop`` omits tensors, ``reshape`` corrupts one."""
+def write_gguf(path, config, tensors, arch="gemma3", drop=(), reshape=None, extra_pieces=None,
+               add_space_prefix=None):
+    """Write ``tensors`` with metadata from ``config``; ``drop`` omits tensors, ``reshape`` corrupts one.
+
+    ``extra_pieces``: see ``tiny_vocabulary``; ``add_space_prefix``: written when given (real Gemma: False).
+    """
     writer = gguf.GGUFWriter(str(path), arch=arch)
     writer.add_uint32(f"{arch}.embedding_length", config.hidden_dim)
     writer.add_uint32(f"{arch}.block_count", config.num_layers)
@@ -51,8 +59,10 @@ def write_gguf(path, config, tensors, arch="gemma3", drop=(), reshape=None):
     if config.sliding_window:
         writer.add_uint32(f"{arch}.attention.sliding_window", config.sliding_window)
     writer.add_float32(f"{arch}.rope.freq_base", config.rope_base_global)
-    pieces = tiny_vocabulary(config.vocab_size)
+    pieces = tiny_vocabulary(config.vocab_size, extra_pieces)
     writer.add_string("tokenizer.ggml.model", "llama")
+    if add_space_prefix is not None:
+        writer.add_bool("tokenizer.ggml.add_space_prefix", add_space_prefix)
     writer.add_array("tokenizer.ggml.tokens", [p for p, _ in pieces])
     writer.add_array("tokenizer.ggml.scores", [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)])
     writer.add_array("tokenizer.ggml.token_type", [t for _, t in pieces])

@@ -81,6 +81,9 @@ def resolve(source) -> str:
     source = os.fspath(source)
     if source in NAMED_SOURCES:
         return os.fspath(NAMED_SOURCES[source]())
+    from ..presets import PRESETS
+    if source in PRESETS:                   # a keras-hub preset name: fetch it from Kaggle, as from_preset does
+        source = PRESETS[source].kaggle_handle
     scheme, sep, rest = source.partition("://")
     if sep:
         if scheme not in SCHEMES:
@@ -90,7 +93,8 @@ def resolve(source) -> str:
     if os.path.exists(source):
         return source
     raise ValueError(f"Unknown model {source!r}: not a known name and no such file or folder. "
-                     f"Known names: {', '.join(sorted(NAMED_SOURCES))}; or pass a path to a checkpoint "
+                     f"Known names: {', '.join(sorted(NAMED_SOURCES))} (offline), keras-hub preset names "
+                     f"(from Kaggle, e.g. gemma_2b_en); or pass a path to a checkpoint "
                      f"({', '.join(f.name for f in FORMATS)})")
 
 
