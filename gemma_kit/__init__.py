@@ -15,6 +15,7 @@ os.environ.setdefault("KERAS_BACKEND", "jax")
 from .backbone import GemmaBackbone  # noqa: E402
 from .config import GemmaConfig  # noqa: E402
 from .fim import fim_prompt  # noqa: E402
+from .griffin import GriffinBackbone, GriffinConfig  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
 from .memory import memory_plan  # noqa: E402
 from .model import GemmaModel  # noqa: E402
@@ -34,5 +35,5 @@ def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
     return GemmaModel(backbone, tokenizer, config, source=str(source))
 
 
-__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "SAMPLERS",
+__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "GriffinBackbone", "GriffinConfig", "SAMPLERS",
            "NAMED_SOURCES", "read_config", "memory_plan", "fim_prompt"]

@@ -64,6 +64,8 @@ def _info(args) -> int:
     for key, value in config.to_dict().items():
         if key == "layer_types":
             value = "".join("L" if t == "local" else "G" for t in value) + "  (L = local, G = global)"
+        elif key == "block_types":                                            # RecurrentGemma
+            value = "".join("R" if t == "recurrent" else "A" for t in value) + "  (R = recurrent, A = local attention)"
         print(f"{key:<{width}}  {value}")
     print(f"{'parameters':<{width}}  {config.num_parameters():,}")
     from .presets import PRESETS

@@ -163,7 +163,6 @@ CONFIGS = {
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 def test_estimate_is_within_25_percent_of_a_measured_training_step(name):
-    pytest.importorskip("resource")
     spec = CONFIGS[name]
     config = GemmaConfig(**spec["config"])
     plan = memory_plan(config, batch_size=spec["batch"], sequence_length=spec["seq"], optimizer="adamw")

@@ -127,6 +127,9 @@ def read_config(source):
     from ..presets import PRESETS
     if source in PRESETS:
         return PRESETS[source].config
+    from ..griffin.config import GRIFFIN_PRESETS
+    if source in GRIFFIN_PRESETS:
+        return GRIFFIN_PRESETS[source].config
     path = resolve(source)
     fmt = _format_of(path)
     if fmt.read_config is None:
@@ -138,3 +141,4 @@ def read_config(source):
 # config.json, like a transformers folder: its stricter check must come first.
 from . import keras_hub  # noqa: E402,F401  registers the "keras_hub" format and kaggle:// handles
 from . import huggingface  # noqa: E402,F401  registers the "huggingface" format and hf:// handles
+from . import griffin  # noqa: E402,F401  registers the RecurrentGemma .pt and Flax formats

@@ -1,0 +1,176 @@
+"""RecurrentGemma (Griffin) as numbers: ``GriffinConfig`` and the four official presets.
+
+Griffin (De et al. 2024, "Griffin: Mixing Gated Linear Recurrences with Local
+Attention for Efficient Language Models") stacks *residual blocks*; each mixes
+information across time with either a recurrent block (the RG-LRU) or a local
+multi-query attention block, then applies a GeGLU MLP. RecurrentGemma repeats
+(recurrent, recurrent, attention). The field names are those of DeepMind's
+``recurrentgemma`` package (``recurrentgemma/common.py``, ``GriffinConfig``), so a
+keyword argument means the same thing here and there:
+
+| field                          | 2B        | 9B        |
+|--------------------------------|-----------|-----------|
+| ``width``                      | 2,560     | 4,096     |
+| ``mlp_expanded_width``         | 7,680     | 12,288    |
+| ``num_heads``                  | 10        | 16        |
+| ``lru_width``                  | 2,560     | 4,096     |
+| blocks (R, R, A, ...)          | 26        | 38        |
+| ``attention_window_size``      | 2,048     | 2,048     |
+| ``logits_soft_cap``            | 30.0      | 30.0      |
+| ``embeddings_scale_by_sqrt_dim`` | True    | True      |
+
+Three of these cannot be read from a checkpoint's tensor shapes (the window, the
+soft-cap and the embedding scale flag): loaders default them to the official
+values above, as ``GriffinConfig.from_flax_params_or_variables`` does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import struct
+from typing import Dict, Optional, Tuple
+
+RECURRENT = "recurrent"   # recurrentgemma: TemporalBlockType.RECURRENT
+ATTENTION = "attention"   # recurrentgemma: TemporalBlockType.ATTENTION
+
+
+def griffin_block_types(num_blocks: int) -> Tuple[str, ...]:
+    """The RecurrentGemma pattern: (recurrent, recurrent, attention) repeated."""
+    return tuple((RECURRENT, RECURRENT, ATTENTION)[i % 3] for i in range(num_blocks))
+
+
+def round_to_bfloat16(value: float) -> float:
+    """``value`` rounded to the nearest bfloat16 (round half to even), as a Python float.
+
+    bfloat16 keeps the top 16 bits of a float32 (8 exponent bits, 7 mantissa bits).
+    Griffin was trained with ``sqrt(width)`` cast to bfloat16, so the official code
+    multiplies embeddings by 50.5 for width 2560, not by 50.596.
+    """
+    bits = struct.unpack("<I", struct.pack("<f", value))[0]
+    bits = (bits + 0x7FFF + ((bits >> 16) & 1)) & 0xFFFF0000
+    return struct.unpack("<f", struct.pack("<I", bits))[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class GriffinConfig:
+    """Hyper-parameters of a Griffin / RecurrentGemma model (recurrentgemma's names)."""
+
+    vocab_size: int
+    width: int                                 # the residual stream (embedding) width
+    mlp_expanded_width: int                    # width of one GeGLU branch
+    num_heads: int                             # attention heads, and RG-LRU gate blocks
+    lru_width: Optional[int] = None            # width of the recurrence; None = width
+    block_types: Tuple[str, ...] = ()          # "recurrent" or "attention" per residual block
+    attention_window_size: int = 2048          # a query sees this many earlier keys, plus itself
+    logits_soft_cap: Optional[float] = 30.0    # cap * tanh(logits / cap); 0 or None = off
+    embeddings_scale_by_sqrt_dim: bool = True  # multiply embeddings by bfloat16(sqrt(width))
+    conv1d_temporal_width: int = 4             # the causal depthwise convolution's width
+    max_sequence_length: int = 8192            # training length; the cache does not grow with it
+    name: str = "recurrent_gemma"
+
+    def __post_init__(self):
+        types = tuple(str(t).lower() for t in self.block_types)
+        object.__setattr__(self, "block_types", types)
+        object.__setattr__(self, "lru_width", int(self.lru_width or self.width))
+        if not self.logits_soft_cap:
+            object.__setattr__(self, "logits_soft_cap", None)
+        problems = []
+        for field in ("vocab_size", "width", "mlp_expanded_width", "num_heads", "lru_width",
+                      "attention_window_size", "conv1d_temporal_width", "max_sequence_length"):
+            if int(getattr(self, field)) <= 0:
+                problems.append(f"{field} must be positive, got {getattr(self, field)}")
+        if not types:
+            problems.append("block_types is empty: list at least one 'recurrent' or 'attention' block")
+        if any(t not in (RECURRENT, ATTENTION) for t in types):
+            problems.append(f"block_types may only contain {RECURRENT!r} or {ATTENTION!r}, got {sorted(set(types))}")
+        if self.num_heads > 0 and self.width % self.num_heads:
+            problems.append(f"width={self.width} is not a multiple of num_heads={self.num_heads}")
+        if self.num_heads > 0 and self.lru_width % self.num_heads:
+            problems.append(f"lru_width={self.lru_width} is not a multiple of num_heads={self.num_heads}")
+        if ATTENTION in types and self.num_heads > 0 and (self.width // self.num_heads) % 4:
+            problems.append(f"head_dim={self.width // self.num_heads} must be a multiple of 4 "
+                            "(RoPE rotates pairs in the first half of each head)")
+        if problems:
+            raise ValueError("Invalid GriffinConfig: " + "; ".join(problems))
+
+    @property
+    def num_blocks(self) -> int:
+        return len(self.block_types)
+
+    num_layers = num_blocks
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.num_heads
+
+    @property
+    def embedding_scale(self) -> float:
+        """What embeddings are multiplied by: bfloat16(sqrt(width)), or 1."""
+        return round_to_bfloat16(math.sqrt(self.width)) if self.embeddings_scale_by_sqrt_dim else 1.0
+
+    def num_parameters(self) -> int:
+        """Parameter count from the shapes alone: no weight is allocated."""
+        d, f, h, lru, hd = self.width, self.mlp_expanded_width, self.num_heads, self.lru_width, self.head_dim
+        mlp = 2 * (d * f + f) + (f * d + d)                        # ffw_up (two branches), ffw_down
+        recurrent = (2 * (d * lru + lru)                           # linear_x, linear_y
+                     + (lru * d + d)                               # linear_out
+                     + (self.conv1d_temporal_width + 1) * lru      # conv_1d w, b
+                     + lru + 2 * (h * (lru // h) ** 2 + lru))      # rg_lru: a_param, input_gate, a_gate
+        attention = d * d + 2 * d * hd + (d * d + d)               # proj_q, proj_k + proj_v (MQA), proj_final
+        blocks = sum(2 * d + mlp + (recurrent if t == RECURRENT else attention) for t in self.block_types)
+        return self.vocab_size * d + blocks + d                    # tied embedding, blocks, final_norm
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["block_types"] = list(self.block_types)
+        return out
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "GriffinConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown GriffinConfig fields: {unknown}; known: {sorted(known)}")
+        values = dict(values)
+        values["block_types"] = tuple(values.get("block_types", ()))
+        return cls(**values)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def replace(self, **changes) -> "GriffinConfig":
+        return dataclasses.replace(self, **changes)
+
+
+# -- the official checkpoints -----------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class GriffinPreset:
+    name: str
+    config: GriffinConfig
+    official_parameters: int   # the count recurrentgemma's model cards give (2.68B and 8.58B)
+    hf_repo: str               # the Hugging Face repo (transformers format)
+    kaggle_model: str          # Kaggle model "google/recurrentgemma"; variants flax/... and pyTorch/...
+
+
+def recurrent_gemma_config(size: str, name: str) -> GriffinConfig:
+    """recurrentgemma's ``Preset.RECURRENT_GEMMA_2B_V1`` / ``RECURRENT_GEMMA_9B_V1``."""
+    width, heads, blocks = {"2b": (2560, 10, 26), "9b": (4096, 16, 38)}[size]
+    return GriffinConfig(vocab_size=256_000, width=width, mlp_expanded_width=3 * width, num_heads=heads,
+                         lru_width=width, block_types=griffin_block_types(blocks), attention_window_size=2048,
+                         logits_soft_cap=30.0, embeddings_scale_by_sqrt_dim=True, name=name)
+
+
+_OFFICIAL = {"2b": 2_682_862_080, "9b": 8_579_977_216}
+GRIFFIN_PRESETS: Dict[str, GriffinPreset] = {
+    name: GriffinPreset(name, recurrent_gemma_config(size, name), _OFFICIAL[size], repo,
+                        f"google/recurrentgemma (variant {variant})")
+    for name, size, repo, variant in (
+        ("recurrent_gemma_2b_en", "2b", "google/recurrentgemma-2b", "2b"),
+        ("recurrent_gemma_instruct_2b_en", "2b", "google/recurrentgemma-2b-it", "2b-it"),
+        ("recurrent_gemma_9b_en", "9b", "google/recurrentgemma-9b", "9b"),
+        ("recurrent_gemma_instruct_9b_en", "9b", "google/recurrentgemma-9b-it", "9b-it"),
+    )
+}

@@ -1,0 +1,76 @@
+"""Griffin's residual block: temporal mixing, then a GeGLU MLP, each behind an RMSNorm.
+
+    h   = x + temporal_block(temporal_pre_norm(x))      # recurrent block or local attention
+    out = h + mlp_block(channel_pre_norm(h))
+
+Temporal mixing moves information between time steps; the MLP ("channel
+mixing") works on each step alone. The norms are Gemma's RMSNorm with
+``(1 + scale)``. The MLP is Gemma's GeGLU (tanh GeLU) *with biases*; the official
+code stores its two input branches as one tensor ``ffw_up.w`` (2, width, expanded),
+gate first.
+
+Names follow ``recurrentgemma/jax/modules.py`` (``ResidualBlock``, ``MLPBlock``).
+"""
+
+import keras
+
+from ..layers.mlp import GeGLU
+from ..layers.rms_norm import RMSNorm
+from .config import RECURRENT, GriffinConfig
+from .local_attention import LocalAttentionBlock
+from .recurrent_block import RecurrentBlock
+
+
+@keras.saving.register_keras_serializable(package="gemma_kit")
+class MLPBlock(GeGLU):
+    """``ffw_down(gelu_tanh(ffw_up[0](x)) * ffw_up[1](x))``, every projection with a bias."""
+
+    def __init__(self, hidden_dim: int, intermediate_dim: int, use_bias: bool = True, **kwargs):
+        super().__init__(hidden_dim, intermediate_dim, use_bias=use_bias, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="gemma_kit")
+class ResidualBlock(keras.layers.Layer):
+    def __init__(self, config: GriffinConfig, block_index: int, kernel_initializer="glorot_uniform", **kwargs):
+        super().__init__(**kwargs)
+        self.config, self.block_index = config, block_index
+        self.block_type = config.block_types[block_index]          # "recurrent" or "attention"
+        policy, init = self.dtype_policy, kernel_initializer
+        self.temporal_pre_norm = RMSNorm(1e-6, name="temporal_pre_norm", dtype=policy)
+        if self.block_type == RECURRENT:
+            self.recurrent_block = RecurrentBlock(config.width, config.lru_width, config.num_heads,
+                                                  config.conv1d_temporal_width, kernel_initializer=init,
+                                                  name="recurrent_block", dtype=policy)
+        else:
+            self.attention_block = LocalAttentionBlock(config.width, config.num_heads,
+                                                       config.attention_window_size, kernel_initializer=init,
+                                                       name="attention_block", dtype=policy)
+        self.channel_pre_norm = RMSNorm(1e-6, name="channel_pre_norm", dtype=policy)
+        self.mlp_block = MLPBlock(config.width, config.mlp_expanded_width, kernel_initializer=init,
+                                  name="mlp_block", dtype=policy)
+
+    @property
+    def temporal_block(self):
+        """The recurrent block or the attention block, whichever this residual block has."""
+        return self.recurrent_block if self.block_type == RECURRENT else self.attention_block
+
+    def build(self, input_shape):                          # (batch, seq, width)
+        for layer in (self.temporal_pre_norm, self.temporal_block, self.channel_pre_norm, self.mlp_block):
+            layer.build(input_shape)
+
+    def call(self, x, segment_pos, mask=None, cache=None, time=None):
+        """x: (batch, seq, width); segment_pos: (batch, seq) int (RoPE positions, 0 = document start).
+
+        mask: the attention mask (attention blocks only); cache, time: see the temporal blocks.
+        Returns ``(out, new_cache)``.
+        """
+        normed = self.temporal_pre_norm(x)
+        if self.block_type == RECURRENT:
+            mixed, cache = self.recurrent_block(normed, segment_pos, cache=cache)
+        else:
+            mixed, cache = self.attention_block(normed, segment_pos, mask, cache=cache, time=time)
+        h = x + mixed
+        return h + self.mlp_block(self.channel_pre_norm(h)), cache
+
+    def get_config(self):
+        return {**super().get_config(), "config": self.config.to_dict(), "block_index": self.block_index}
