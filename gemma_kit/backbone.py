@@ -64,6 +64,18 @@ class GemmaBackbone(keras.Model):
         self.final_norm.build((None, None, self.config.hidden_dim))
         self.built = True
 
+    def weights_by_path(self) -> dict:
+        """{``"block_3/attention.query.kernel"``-style path: variable} for every weight.
+
+        Checkpoint loaders and exporters map these paths to their format's tensor names.
+        """
+        weights = {}
+        for variable in self.weights:      # variable.path: "<model>/block_3/attention/query/kernel"
+            layers, name = variable.path.split("/", 1)[1].rsplit("/", 1)
+            top, _, inner = layers.partition("/")
+            weights[f"{top}/{inner.replace('/', '.')}.{name}" if inner else f"{top}.{name}"] = variable
+        return weights
+
     # -- the forward pass, shared by every entry point ------------------------------------------
     def _masks(self, query_times, key_times, key_valid):
         """One mask per layer type; global and local layers differ only in the window."""

@@ -9,7 +9,7 @@ import numpy as np
 import gguf
 from keras import ops
 
-from gemma_kit.loaders.gguf import gguf_tensor_name, weights_by_path
+from gemma_kit.loaders.gguf import gguf_tensor_name
 
 SPECIALS = [("<pad>", 3), ("<eos>", 3), ("<bos>", 3), ("<unk>", 2), ("<start_of_turn>", 4), ("<end_of_turn>", 4)]
 
@@ -30,7 +30,7 @@ def tiny_vocabulary(size, extra_pieces=None):
 def backbone_tensors(backbone):
     """{gguf name: float32 array in GGUF's conventions} for a GemmaBackbone's weights."""
     tensors = {}
-    for path, variable in weights_by_path(backbone).items():
+    for path, variable in backbone.weights_by_path().items():
         value = ops.convert_to_numpy(variable)
         if path.endswith("scale"):
             value = value + 1.0                  # GGUF stores 1 + scale

@@ -24,7 +24,7 @@ import numpy as np
 from keras import ops
 
 from ..config import LOCAL, gemma3_layer_types
-from ..loaders.huggingface import backbone_variable, hf_tensor_names
+from ..loaders.huggingface import hf_tensor_names
 from ..tokenizer import GemmaTokenizer
 
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
@@ -119,9 +119,9 @@ def generation_config_dict(tokenizer=None) -> dict:
 
 def _tensors(backbone, dtype: str) -> dict:
     """{transformers name: NumPy array}; kernels transposed back to ``[out, in]``."""
-    tensors = {}
+    tensors, variables = {}, backbone.weights_by_path()
     for ours, theirs in hf_tensor_names(backbone.config).items():
-        value = np.asarray(ops.convert_to_numpy(backbone_variable(backbone, ours)))
+        value = np.asarray(ops.convert_to_numpy(variables[ours]))
         if ours.endswith("kernel"):
             value = value.T                                          # (in, out) -> [out, in]
         tensors["model." + theirs] = np.ascontiguousarray(value.astype(dtype, copy=False))

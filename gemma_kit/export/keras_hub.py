@@ -22,7 +22,7 @@ import numpy as np
 from keras import ops
 
 from ..config import GLOBAL, gemma2_layer_types, gemma3_layer_types
-from ..loaders.keras_hub import KERAS_HUB_NAMES, QKV, keras_hub_shape, our_variables
+from ..loaders.keras_hub import KERAS_HUB_NAMES, QKV, keras_hub_shape
 
 
 def _check_representable(config) -> str:
@@ -85,7 +85,7 @@ def copy_weights_to_keras_hub(backbone, theirs) -> None:
                 layer = getattr(layer, name, None)
             if layer is not None:
                 targets[f"block_{i}/{rest}"] = layer.kernel if rest.endswith("kernel") else layer.scale
-    ours = our_variables(backbone)
+    ours = backbone.weights_by_path()
     if set(ours) != set(targets) or len(theirs.weights) != len(ours):
         raise ValueError(f"keras-hub's backbone has {len(theirs.weights)} weights, ours {len(ours)}; only ours: "
                          f"{sorted(set(ours) - set(targets))}, only theirs: {sorted(set(targets) - set(ours))}")

@@ -95,25 +95,9 @@ def gguf_tensor_name(weight_path: str) -> str:
     return f"blk.{int(block.split('_')[1])}.{TENSOR_NAMES[rest]}.weight"
 
 
-def weights_by_path(backbone) -> dict:
-    """{``"block_3/attention.query.kernel"``-style path: variable} for every weight of ``backbone``."""
-    targets = {"token_embedding.embeddings": backbone.token_embedding.embeddings,
-               "final_norm.scale": backbone.final_norm.scale}
-    for i, block in enumerate(backbone.blocks):
-        for rest in TENSOR_NAMES:
-            obj = block
-            try:
-                for attr in rest.split("."):
-                    obj = getattr(obj, attr)
-            except AttributeError:
-                continue                      # e.g. no QK-norm in Gemma 1
-            targets[f"block_{i}/{rest}"] = obj
-    return targets
-
-
 def load_gguf_weights(backbone, gguf_file) -> None:
     """Dequantize every tensor of ``gguf_file`` into ``backbone``'s variables, checking shapes."""
-    targets = weights_by_path(backbone)
+    targets = backbone.weights_by_path()
     path = gguf_file.path
     for weight_path, variable in tqdm(targets.items(), desc=f"Loading {os.path.basename(path)}", unit="tensor",
                                       leave=False):

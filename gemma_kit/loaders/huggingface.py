@@ -95,17 +95,6 @@ def hf_tensor_names(config: GemmaConfig) -> dict:
     return names
 
 
-def backbone_variable(backbone, weight_path: str):
-    """The variable at ``"block_3/attention.query.kernel"`` or ``"final_norm.scale"``."""
-    obj = backbone
-    if weight_path.startswith("block_"):
-        block, weight_path = weight_path.split("/", 1)
-        obj = backbone.blocks[int(block.split("_")[1])]
-    for attr in weight_path.split("."):
-        obj = getattr(obj, attr)
-    return obj
-
-
 # -- the weights ------------------------------------------------------------------------------------
 def _safe_open(path):
     try:
@@ -168,6 +157,7 @@ def load_hf_weights(backbone, folder: str, plan: dict | None = None) -> None:
     import ml_dtypes  # noqa: F401  (lets NumPy read bfloat16 tensors)
 
     plan = plan or plan_tensors(folder, backbone.config)
+    variables = backbone.weights_by_path()
     with tqdm(total=sum(map(len, plan.values())), desc=f"Loading {os.path.basename(os.path.abspath(folder))}",
               unit="tensor", leave=False) as bar:
         for file, tensors in plan.items():
@@ -177,7 +167,7 @@ def load_hf_weights(backbone, folder: str, plan: dict | None = None) -> None:
                     if name not in available:
                         raise HuggingFaceFormatError(f"{file}: tensor {name!r} is missing (the index says it "
                                                      f"is in this shard; needed for {ours})")
-                    variable = backbone_variable(backbone, ours)
+                    variable = variables[ours]
                     kernel = ours.endswith("kernel")
                     expected = tuple(variable.shape)[::-1] if kernel else tuple(variable.shape)
                     shape = tuple(f.get_slice(name).get_shape())

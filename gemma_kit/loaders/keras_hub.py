@@ -204,22 +204,6 @@ def keras_hub_layout(class_name: str, num_layers: int, block_paths) -> dict:
     return layout
 
 
-def our_variables(backbone) -> dict:
-    """{weight path: variable} for a GemmaBackbone, in the naming ``keras_hub_layout`` uses."""
-    targets = {"token_embedding.embeddings": backbone.token_embedding.embeddings,
-               "final_norm.scale": backbone.final_norm.scale}
-    for i, block in enumerate(backbone.blocks):
-        for rest in KERAS_HUB_NAMES:
-            obj = block
-            try:
-                for attr in rest.split("."):
-                    obj = getattr(obj, attr)
-            except AttributeError:
-                continue                                  # e.g. no QK-norm in Gemma 1
-            targets[f"block_{i}/{rest}"] = obj
-    return targets
-
-
 QKV = ("query.kernel", "key.kernel", "value.kernel")
 
 
@@ -245,7 +229,7 @@ def load_keras_hub_weights(backbone, folder, class_name) -> None:
     """Stream every tensor of the preset's ``.h5`` into ``backbone``, checking shapes."""
     config, weights = backbone.config, H5Weights(folder)
     try:
-        targets = our_variables(backbone)
+        targets = backbone.weights_by_path()
         layout = keras_hub_layout(class_name, config.num_layers, KERAS_HUB_NAMES)
         for weight_path, variable in tqdm(targets.items(), desc=f"Loading {_preset_name(folder)}",
                                           unit="tensor", leave=False):
