@@ -37,8 +37,32 @@ def gemma2_layer_types(num_layers: int) -> Tuple[str, ...]:
     return tuple(LOCAL if i % 2 == 0 else GLOBAL for i in range(num_layers))
 
 
+class SerializableConfig:
+    """``to_dict`` / ``from_dict`` / ``to_json`` / ``replace`` for a frozen config dataclass.
+
+    Tuple fields (the layer pattern) travel as JSON lists and come back as tuples.
+    """
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"Unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
 @dataclasses.dataclass(frozen=True)
-class GemmaConfig:
+class GemmaConfig(SerializableConfig):
     """Hyper-parameters of a Gemma-family decoder (Gemma 1/2/3, CodeGemma)."""
 
     vocab_size: int
@@ -102,23 +126,3 @@ class GemmaConfig:
         norms = 2 * d + (2 * d if self.use_post_norms else 0) + (2 * hd if self.use_qk_norm else 0)
         return self.vocab_size * d + self.num_layers * (attention + mlp + norms) + d
 
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["layer_types"] = list(self.layer_types)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GemmaConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown GemmaConfig fields: {unknown}")
-        values = dict(values)
-        values["layer_types"] = tuple(values.get("layer_types", ()))
-        return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def replace(self, **changes) -> "GemmaConfig":
-        return dataclasses.replace(self, **changes)

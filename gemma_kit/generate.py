@@ -89,9 +89,10 @@ class Generator:
         caches = self.backbone.init_cache(batch, cache_len)
         next_ids, caches = self._prefill(ops.convert_to_tensor(token_ids), ops.convert_to_tensor(start),
                                          caches, draw(), **args)
+        previous = None
         for step in range(max_new_tokens):
             ids = np.asarray(ops.convert_to_numpy(next_ids), np.int32)
-            if step:
+            if previous is not None:
                 ids = np.where(done, previous, ids)                      # finished rows stay frozen
             done |= np.isin(ids, stop)
             yield ids

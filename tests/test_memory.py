@@ -2,7 +2,7 @@
 
 The measurement runs one ``model.fit`` step (AdamW, sparse cross-entropy on the logits) of a
 small Gemma in a fresh interpreter on the current backend, and reads the process's peak
-resident memory (``resource.getrusage(...).ru_maxrss``). The baseline is the same
+resident memory (``VmHWM`` in ``/proc/self/status``). The baseline is the same
 interpreter, idle, with keras, the backend and gemma_kit imported and one op run; the
 difference must be within 25% of the plan's training total.
 """
@@ -130,8 +130,13 @@ import keras
 import gemma_kit
 
 def peak_bytes():
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak if sys.platform == "darwin" else peak * 1024      # macOS: bytes; Linux: KiB
+    # Linux: VmHWM, the peak resident memory of *this* program. (ru_maxrss would start at the
+    # parent's RSS: Linux carries it across fork + exec, so a big pytest process would hide ours.)
+    try:
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss    # macOS: bytes
 
 spec = json.loads(sys.argv[1])
 keras.ops.add(keras.ops.ones((2,)), 1.0)                           # start the backend

@@ -27,10 +27,11 @@ values above, as ``GriffinConfig.from_flax_params_or_variables`` does.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 import struct
 from typing import Dict, Optional, Tuple
+
+from ..config import SerializableConfig
 
 RECURRENT = "recurrent"   # recurrentgemma: TemporalBlockType.RECURRENT
 ATTENTION = "attention"   # recurrentgemma: TemporalBlockType.ATTENTION
@@ -54,7 +55,7 @@ def round_to_bfloat16(value: float) -> float:
 
 
 @dataclasses.dataclass(frozen=True)
-class GriffinConfig:
+class GriffinConfig(SerializableConfig):
     """Hyper-parameters of a Griffin / RecurrentGemma model (recurrentgemma's names)."""
 
     vocab_size: int
@@ -121,27 +122,6 @@ class GriffinConfig:
         attention = d * d + 2 * d * hd + (d * d + d)               # proj_q, proj_k + proj_v (MQA), proj_final
         blocks = sum(2 * d + mlp + (recurrent if t == RECURRENT else attention) for t in self.block_types)
         return self.vocab_size * d + blocks + d                    # tied embedding, blocks, final_norm
-
-    def to_dict(self) -> dict:
-        out = dataclasses.asdict(self)
-        out["block_types"] = list(self.block_types)
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "GriffinConfig":
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown GriffinConfig fields: {unknown}; known: {sorted(known)}")
-        values = dict(values)
-        values["block_types"] = tuple(values.get("block_types", ()))
-        return cls(**values)
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def replace(self, **changes) -> "GriffinConfig":
-        return dataclasses.replace(self, **changes)
 
 
 # -- the official checkpoints -----------------------------------------------------------------------
