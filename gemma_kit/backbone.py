@@ -23,7 +23,7 @@ from keras import ops
 from keras_hub.layers import ReversibleEmbedding
 
 from .config import LOCAL, GemmaConfig
-from .layers import DecoderBlock, RMSNorm
+from .layers import DecoderBlock, RMSNorm, ring_slot_times
 
 
 def attention_mask(query_times, key_times, key_valid, window=None):
@@ -161,9 +161,7 @@ class GemmaBackbone(keras.Model):
         key_times, key_valid = {}, {}
         lengths = dict(zip(self.config.layer_types, (c[0].shape[1] for c in caches)))
         for kind, length in lengths.items():
-            slots = ops.arange(length, dtype="int32")[None, :]             # (1, cache_len)
-            # Slot s of a ring buffer holds the latest time step t' <= time with t' % length == s.
-            slot_times = time - (time - slots) % length
+            slot_times = ring_slot_times(time, length)                       # (1, cache_len)
             key_times[kind] = ops.broadcast_to(slot_times, (ops.shape(start)[0], length))
             key_valid[kind] = key_times[kind] >= start
         if "global" not in key_times:                                        # every layer is local

@@ -29,7 +29,7 @@ import keras
 from keras import ops
 from keras_hub.layers import ReversibleEmbedding
 
-from ..layers import RMSNorm
+from ..layers import RMSNorm, ring_slot_times
 from .config import ATTENTION, GriffinConfig
 from .residual_block import ResidualBlock
 
@@ -171,8 +171,8 @@ class GriffinBackbone(keras.Model):
         mask = None
         if self.has_attention:
             slots = next(c[0].shape[1] for c, t in zip(caches, self.config.block_types) if t == ATTENTION)
-            # Slot s holds the latest earlier time step t' < time with t' % slots == s.
-            slot_times = (time - 1) - (time - 1 - ops.arange(slots, dtype="int32")[None, :]) % slots
+            # The ring holds earlier steps only (this step's key joins below): newest = time - 1.
+            slot_times = ring_slot_times(time - 1, slots)
             key_times = ops.concatenate([ops.broadcast_to(slot_times, (ops.shape(start)[0], slots)),
                                          query_times], axis=1)                 # (batch, slots + 1)
             mask = local_attention_mask(query_times, key_times, self.config.attention_window_size,

@@ -124,6 +124,17 @@ class GemmaAttention(keras.layers.Layer):
                 "rope_scaling_factor": self.rope_scaling_factor, "rms_norm_eps": self.rms_norm_eps}
 
 
+def ring_slot_times(newest, length):
+    """(1, length) int: the time step each slot of a ring buffer holds once time ``newest`` is written.
+
+    Slot ``s`` holds the latest time step ``t <= newest`` with ``t % length == s``; a negative
+    value means the slot was never written. A cache with a slot per step is the special case
+    ``length > newest`` (slot ``s`` holds step ``s``).
+    """
+    slots = ops.arange(length, dtype="int32")[None, :]
+    return newest - (newest - slots) % length
+
+
 def _write_cache(cache, k, v, write_index):
     """Store ``k``/``v`` (batch, seq, kv_heads, head_dim) for time steps ``write_index ...``.
 

@@ -30,7 +30,11 @@ _BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")
 class JsonTokenizer:
     """A ``tokenizer.json`` (run by the `tokenizers` library) with ``GemmaTokenizer``'s interface."""
 
+    # What depends only on the ids and names, not on the engine, is GemmaTokenizer's own code.
     apply_chat_template = GemmaTokenizer.apply_chat_template   # the same Gemma chat format
+    special_ids = GemmaTokenizer.special_ids                   # self._special: {piece: id}
+    special_token_id = GemmaTokenizer.special_token_id
+    _check_id = GemmaTokenizer._check_id                       # needs self.vocab_size
 
     def __init__(self, path: str, special_tokens: dict | None = None):
         from tokenizers import Tokenizer
@@ -81,15 +85,6 @@ class JsonTokenizer:
     pad_id = property(lambda self: self._ids["pad"])
     unk_id = property(lambda self: self._ids["unk"])
 
-    @property
-    def special_ids(self) -> dict:
-        return dict(self._special)
-
-    def special_token_id(self, name: str) -> int:
-        if name not in self._special:
-            raise ValueError(f"{name!r} is not a special token of this vocabulary")
-        return self._special[name]
-
     def token_to_id(self, piece: str) -> int:
         token_id = self._tok.token_to_id(piece)
         if token_id is None:
@@ -99,10 +94,6 @@ class JsonTokenizer:
     def id_to_token(self, token_id: int) -> str:
         self._check_id(token_id)
         return self._tok.id_to_token(int(token_id))
-
-    def _check_id(self, token_id: int) -> None:
-        if not 0 <= int(token_id) < self.vocab_size:
-            raise IndexError(f"token id {token_id} is outside the vocabulary [0, {self.vocab_size})")
 
     # --- text -----------------------------------------------------------------
     def encode(self, text: str, add_bos: bool = False) -> list:
