@@ -1,4 +1,9 @@
-"""Every lesson notebook runs top to bottom on the CPU (the Makefile runs these once, on JAX)."""
+"""Every lesson notebook runs top to bottom on the CPU (the Makefile runs these once, on JAX).
+
+A lesson's defaults are what a learner runs (minutes of training, say). The suite
+runs the same code with smaller numbers: as papermill does, it inserts a cell
+right after the cell tagged ``parameters`` that overrides some of them.
+"""
 
 import os
 from pathlib import Path
@@ -9,11 +14,26 @@ from nbclient import NotebookClient
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
+# notebook file name -> source of the cell inserted after its "parameters" cell.
+# Only numbers that make the run shorter belong here; the code path must be the learner's.
+TEST_PARAMETERS = {
+}
+
+
+def with_test_parameters(notebook, name):
+    override = TEST_PARAMETERS.get(name)
+    if override is None:
+        return notebook
+    tagged = [i for i, cell in enumerate(notebook.cells) if "parameters" in cell.get("metadata", {}).get("tags", [])]
+    assert tagged, f"{name} has test parameters but no cell tagged 'parameters'"
+    notebook.cells.insert(tagged[0] + 1, nbformat.v4.new_code_cell("# Inserted by tests/test_notebooks.py\n" + override))
+    return notebook
+
 
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path):
-    notebook = nbformat.read(path, as_version=4)
+    notebook = with_test_parameters(nbformat.read(path, as_version=4), path.name)
     client = NotebookClient(notebook, timeout=900, kernel_name="python3",
                             resources={"metadata": {"path": str(path.parent)}})
     client.execute(env=dict(os.environ, MPLBACKEND="Agg"))
@@ -25,3 +45,4 @@ def test_notebook_runs(path):
 
 def test_every_lesson_is_collected():
     assert any(p.name == "01_text_generation.ipynb" for p in NOTEBOOKS)
+    assert set(TEST_PARAMETERS) <= {p.name for p in NOTEBOOKS}, "TEST_PARAMETERS names a notebook that does not exist"
