@@ -25,7 +25,8 @@ $(VENV)/.test-installed: pyproject.toml
 demo: $(VENV)/.demo-installed
 	$(VENV)/bin/gemma-kit generate "The capital of France is" --max-new-tokens 32
 
-# The notebooks run once, on the default (JAX) backend; everything else runs on all three.
+# Tests marked `once` (notebooks, 8-device subprocesses, servers, the browser) run in the JAX pass only;
+# everything else runs on all three backends.
 test: $(VENV)/.test-installed
 	$(MAKE) test-jax test-tensorflow test-torch
 
@@ -33,10 +34,10 @@ test-jax: $(VENV)/.test-installed
 	KERAS_BACKEND=jax $(PYTEST) tests
 
 test-tensorflow: $(VENV)/.test-installed
-	KERAS_BACKEND=tensorflow $(PYTEST) -m "not notebook" tests
+	KERAS_BACKEND=tensorflow $(PYTEST) -m "not once" tests
 
 test-torch: $(VENV)/.test-installed
-	KERAS_BACKEND=torch $(PYTEST) -m "not notebook" tests
+	KERAS_BACKEND=torch $(PYTEST) -m "not once" tests
 
 clean:
 	rm -rf $(VENV) .cache

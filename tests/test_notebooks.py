@@ -30,7 +30,7 @@ def with_test_parameters(notebook, name):
     return notebook
 
 
-@pytest.mark.notebook
+@pytest.mark.once
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
 def test_notebook_runs(path):
     notebook = with_test_parameters(nbformat.read(path, as_version=4), path.name)
