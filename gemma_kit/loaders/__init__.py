@@ -49,8 +49,10 @@ class Format:
 FORMATS: List[Format] = []
 
 
-def register_format(fmt: Format) -> None:
-    FORMATS.append(fmt)
+def register_format(fmt: Format, before: Optional[str] = None) -> None:
+    """Add ``fmt``; formats are tried in order, so a stricter check goes ``before`` a looser one."""
+    names = [f.name for f in FORMATS]
+    FORMATS.insert(names.index(before) if before in names else len(FORMATS), fmt)
 
 
 def _is_gguf(path: str) -> bool:
@@ -142,3 +144,4 @@ def read_config(source):
 from . import keras_hub  # noqa: E402,F401  registers the "keras_hub" format and kaggle:// handles
 from . import huggingface  # noqa: E402,F401  registers the "huggingface" format and hf:// handles
 from . import griffin  # noqa: E402,F401  registers the RecurrentGemma .pt and Flax formats
+from . import hf_griffin  # noqa: E402,F401  RecurrentGemma in a transformers folder, tried before "huggingface"
