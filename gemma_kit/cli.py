@@ -2,9 +2,11 @@
 
     gemma-kit generate "The capital of France is" --max-new-tokens 32
     gemma-kit info gemma3_270m
+    gemma-kit serve --model gemma3_270m --port 8080
 
 ``generate`` streams the continuation to stdout as it is produced. ``info``
 prints a model's configuration and parameter count without allocating weights.
+``serve`` runs the HTTP server of ``gemma_kit/serving`` (Vertex AI's container contract).
 Bad arguments end with a one-line message on stderr and exit status 2.
 """
 
@@ -33,6 +35,23 @@ def _build_parser() -> argparse.ArgumentParser:
 
     info = commands.add_parser("info", help="configuration and parameter count, without loading weights")
     info.add_argument("model")
+
+    # serve: every flag defaults to None so that AIP_* / GEMMA_KIT_* variables decide (serving/settings.py).
+    serve = commands.add_parser("serve", help="an HTTP server for predictions (Vertex AI's container contract)")
+    serve.add_argument("--model", default=None, help="a source for gemma_kit.load (default: $AIP_STORAGE_URI, "
+                       "$GEMMA_KIT_MODEL, then gemma3_270m)")
+    serve.add_argument("--port", type=int, default=None, help="default: $AIP_HTTP_PORT or 8080")
+    serve.add_argument("--host", default=None, help="default: 0.0.0.0")
+    serve.add_argument("--lora", default=None, help="a LoRA adapter file to load before serving")
+    serve.add_argument("--dtype", default=None)
+    serve.add_argument("--max-batch", type=int, default=None, help="rows per generation call; 1 = no batching")
+    serve.add_argument("--max-wait-ms", type=float, default=None, help="how long a batch waits to fill")
+    serve.add_argument("--max-queue", type=int, default=None, help="queued instances before answering 503")
+    serve.add_argument("--max-instances", type=int, default=None, help="instances per request")
+    serve.add_argument("--max-tokens", type=int, default=None, help="the largest max_tokens a request may ask")
+    serve.add_argument("--max-prompt-tokens", type=int, default=None)
+    serve.add_argument("--warmup", default=None, choices=("all", "1", "none"),
+                       help="compile every batch size before turning healthy (all), only batch 1, or none")
     return parser
 
 
@@ -76,10 +95,17 @@ def _info(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .serving import Settings, run
+
+    flags = {k: v for k, v in vars(args).items() if k != "command"}
+    return run(Settings.from_env(**flags))
+
+
 def main(argv=None) -> int:
     args = _build_parser().parse_args(argv)
     try:
-        return {"generate": _generate, "info": _info}[args.command](args)
+        return {"generate": _generate, "info": _info, "serve": _serve}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
         print(f"gemma-kit: error: {error}", file=sys.stderr)
         return 2
