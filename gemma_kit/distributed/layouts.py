@@ -1,0 +1,166 @@
+"""Layout maps: which axis of which weight is split over the mesh's "model" axis.
+
+A layout gives, for each axis of a weight, the mesh axis it is split over
+(``"model"``) or ``None`` (every device holds all of it). We follow Megatron-LM
+(Shoeybi et al., 2019): in each block the first matmul is split by *output*
+columns and the second by *input* rows, so every device computes whole heads (or
+whole MLP columns) and one sum across devices finishes the block::
+
+    query/key/value kernel  (hidden, heads * head_dim)   (None, "model")   columns = whole heads
+    attention_output kernel (heads * head_dim, hidden)   ("model", None)
+    mlp gate/up kernel      (hidden, mlp)                (None, "model")
+    mlp down kernel         (mlp, hidden)                ("model", None)
+    token embedding         (vocab, hidden)              ("model", None)   also the tied output layer
+    norms, biases of outputs                            replicated (tiny)
+
+The one rule that keeps this safe: **shard an axis only when it splits into whole
+heads** (``num_heads % model == 0``; for the MLP and the vocabulary, when the width
+divides). A single key/value head (multi-query attention: Gemma 2B, Gemma 3 270M
+and 1B, every RecurrentGemma attention block) is replicated, never cut in pieces.
+keras-hub's Gemma layout map splits the heads axis unconditionally and fails on
+``gemma_2b_en`` (keras-hub issue 1613); Gemma 3 and RecurrentGemma have none there.
+
+We shard over "model" only; the "batch" axis holds replicas (keras-hub also splits
+weights over its data axis, FSDP-style, which saves memory but is harder to read).
+The maths does not depend on the layout: JAX (GSPMD) inserts the communication, so
+any layout gives the same numbers; a good layout gives less memory and traffic.
+
+RecurrentGemma: the RG-LRU's gates are block-diagonal with ``num_heads`` blocks, so
+the recurrence width is split in whole blocks, like heads; the recurrence then runs
+independently on each device. LoRA adapters (``lora_kernel_a/b``) are small and replicated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import List, Optional, Tuple
+
+from ..config import GemmaConfig
+from ..griffin.config import ATTENTION, GriffinConfig
+from .mesh import MODEL, parse_mesh
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+    pattern: str                   # a regex that must match a variable's whole path
+    axes: Tuple[Optional[str], ...]  # the mesh axis each array axis is split over (None: not split)
+    why: str                       # one line for learners: why this layout
+
+
+def splits(size: int, model: int) -> bool:
+    """True when ``size`` things (heads, columns, rows) divide evenly over ``model`` devices."""
+    return model > 1 and size % model == 0
+
+
+def _replicated(pattern, units, unit_name, model, rank):
+    why = ("a model axis of 1: nothing is split" if model == 1
+           else f"{units} {unit_name} do not split over {model} devices: replicated")
+    return Rule(pattern, (None,) * rank, why)
+
+
+def _column(pattern, units, unit_name, model, rank=2):
+    """Split the last axis (output columns) when ``units`` (heads, blocks, columns) divide."""
+    if splits(units, model):
+        return Rule(pattern, (None,) * (rank - 1) + (MODEL,), f"{units} {unit_name} / {model} devices")
+    return _replicated(pattern, units, unit_name, model, rank)
+
+
+def _row(pattern, units, unit_name, model, rank=2):
+    """Split the first axis (input rows) when ``units`` divide."""
+    if splits(units, model):
+        return Rule(pattern, (MODEL,) + (None,) * (rank - 1), f"{units} {unit_name} / {model} devices")
+    return _replicated(pattern, units, unit_name, model, rank)
+
+
+def _embedding(vocab, hidden, model):
+    if splits(vocab, model):
+        return Rule(r".*/token_embedding/embeddings", (MODEL, None), f"{vocab} vocabulary rows / {model} devices")
+    return _column(r".*/token_embedding/embeddings", hidden, "embedding columns", model)
+
+
+def gemma_rules(config: GemmaConfig, model: int) -> List[Rule]:
+    """Gemma 1/2/3 and CodeGemma (one ``GemmaBackbone``)."""
+    c = config
+    return [
+        _embedding(c.vocab_size, c.hidden_dim, model),
+        _column(r".*/attention/query/kernel", c.num_query_heads, "query heads", model),
+        _column(r".*/attention/(key|value)/kernel", c.num_kv_heads, "key/value heads", model),
+        _row(r".*/attention/attention_output/kernel", c.num_query_heads, "query heads", model),
+        _column(r".*/mlp/(gate|up)/kernel", c.intermediate_dim, "MLP columns", model),
+        _row(r".*/mlp/down/kernel", c.intermediate_dim, "MLP rows", model),
+    ]
+
+
+def griffin_rules(config: GriffinConfig, model: int) -> List[Rule]:
+    """RecurrentGemma (``GriffinBackbone``): recurrent blocks, MQA local attention, GeGLU with biases."""
+    c, blocks = config, config.num_heads    # the RG-LRU gates have num_heads diagonal blocks
+    rules = [
+        _embedding(c.vocab_size, c.width, model),
+        _column(r".*/recurrent_block/linear_(x|y)/kernel", blocks, "RG-LRU blocks", model),
+        _column(r".*/recurrent_block/linear_(x|y)/bias", blocks, "RG-LRU blocks", model, rank=1),
+        _row(r".*/recurrent_block/linear_out/kernel", blocks, "RG-LRU blocks", model),
+        _column(r".*/recurrent_block/conv_1d/w", blocks, "RG-LRU blocks", model),       # (width 4, lru)
+        _column(r".*/recurrent_block/conv_1d/b", blocks, "RG-LRU blocks", model, rank=1),
+        _column(r".*/rg_lru/a_param", blocks, "RG-LRU blocks", model, rank=1),
+        _row(r".*/rg_lru/(input_gate|a_gate)/w", blocks, "RG-LRU blocks", model, rank=3),  # (blocks, i, i)
+        _row(r".*/rg_lru/(input_gate|a_gate)/b", blocks, "RG-LRU blocks", model),         # (blocks, i)
+        _column(r".*/mlp_block/(gate|up)/kernel", c.mlp_expanded_width, "MLP columns", model),
+        _column(r".*/mlp_block/(gate|up)/bias", c.mlp_expanded_width, "MLP columns", model, rank=1),
+        _row(r".*/mlp_block/down/kernel", c.mlp_expanded_width, "MLP rows", model),
+    ]
+    if ATTENTION in c.block_types:
+        rules += [
+            _column(r".*/attention_block/proj_q/kernel", c.num_heads, "query heads", model),
+            _column(r".*/attention_block/proj_(k|v)/kernel", 1, "key/value head", model),   # MQA: always 1
+            _row(r".*/attention_block/proj_final/kernel", c.num_heads, "query heads", model),
+        ]
+    return rules
+
+
+def layout_rules(config, model: int) -> List[Rule]:
+    """The rules for ``config`` with ``model`` devices on the model axis (pure Python, no devices)."""
+    if isinstance(config, GemmaConfig):
+        rules = gemma_rules(config, model)
+    elif isinstance(config, GriffinConfig):
+        rules = griffin_rules(config, model)
+    else:
+        raise TypeError(f"no layout rules for {type(config).__name__}; expected a GemmaConfig or GriffinConfig")
+    if model > 1 and not any(MODEL in rule.axes for rule in rules):
+        raise ValueError(f"a model axis of {model} devices can split nothing in {config.name}: no head count, "
+                         f"MLP width or vocabulary size divides by {model}; use a smaller model axis "
+                         f"(e.g. mesh {model}x1, pure data parallelism)")
+    return rules
+
+
+def axes_for(rules: List[Rule], path: str, rank: int) -> Tuple[Optional[str], ...]:
+    """The layout of the variable at ``path``: the one matching rule's axes, else replicated.
+
+    The same lookup as ``keras.distribution.LayoutMap``: a full regex match, and two
+    matching rules are an error.
+    """
+    matches = [rule for rule in rules if re.fullmatch(rule.pattern, path)]
+    if len(matches) > 1:
+        raise ValueError(f"{path} matches several layout rules: {[m.pattern for m in matches]}")
+    if not matches:
+        return (None,) * rank
+    if len(matches[0].axes) != rank:
+        raise ValueError(f"{path}: rule {matches[0].pattern!r} has {len(matches[0].axes)} axes, the variable {rank}")
+    return matches[0].axes
+
+
+def layout_map(config, mesh):
+    """A ``keras.distribution.LayoutMap`` for ``config`` on ``mesh`` (a ``DeviceMesh``, or ``"2x4"``).
+
+    With a string or tuple the mesh is built from all visible devices (``device_mesh``).
+    """
+    import keras
+
+    from .mesh import device_mesh
+    if not isinstance(mesh, keras.distribution.DeviceMesh):
+        mesh = device_mesh(mesh)
+    _, model = parse_mesh(tuple(int(n) for n in mesh.shape))
+    layouts = keras.distribution.LayoutMap(mesh)
+    for rule in layout_rules(config, model):
+        layouts[rule.pattern] = rule.axes
+    return layouts
