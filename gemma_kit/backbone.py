@@ -89,7 +89,10 @@ class GemmaBackbone(keras.Model):
         """Hidden states (batch, seq, hidden_dim) after the final norm, and the new caches.
 
         ``capture``: an optional dict; filled with per-layer attention
-        probabilities (``"attention"``) and residual streams (``"hidden"``).
+        probabilities (``"attention"``, (batch, heads, queries, keys), exact zeros where
+        masked), the boolean mask each layer used (``"mask"``, (batch, queries, keys))
+        and the residual streams after each block (``"hidden"``). ``gemma_kit.visualize``
+        reads it; generation never passes it.
         """
         x = self.token_embedding(token_ids)                                  # (batch, seq, hidden_dim)
         x = x * ops.cast(self.config.hidden_dim ** 0.5, x.dtype)
@@ -102,6 +105,7 @@ class GemmaBackbone(keras.Model):
             new_caches.append(out[1])
             if capture is not None:
                 capture.setdefault("attention", []).append(out[2])
+                capture.setdefault("mask", []).append(mask)
                 capture.setdefault("hidden", []).append(x)
         return self.final_norm(x), new_caches
 

@@ -87,14 +87,28 @@ class GriffinBackbone(keras.Model):
         self.built = True
 
     # -- the forward pass, shared by every entry point ------------------------------------------
-    def run_blocks(self, token_ids, segment_pos, mask, caches=None, time=None):
-        """Hidden states (batch, seq, width) after the final norm, and the new caches."""
+    def run_blocks(self, token_ids, segment_pos, mask, caches=None, time=None, capture=None):
+        """Hidden states (batch, seq, width) after the final norm, and the new caches.
+
+        ``capture``: an optional dict (``gemma_kit.visualize``; generation never passes one),
+        filled with one entry per block in each of the lists ``"attention"`` (probabilities
+        (batch, heads, queries, keys), None for recurrent blocks), ``"mask"`` (the boolean mask an
+        attention block used), ``"input_gate"``, ``"a_gate"`` and ``"decay"`` (float32 (batch, seq,
+        lru_width), None for attention blocks) and ``"hidden"`` (the residual stream after the block).
+        """
         x = self.token_embedding(token_ids)                                   # (batch, seq, width)
         x = x * ops.cast(self.config.embedding_scale, x.dtype)
         new_caches = []
         for i, block in enumerate(self.blocks):
-            x, cache = block(x, segment_pos, mask, cache=None if caches is None else caches[i], time=time)
+            x, cache, *extra = block(x, segment_pos, mask, cache=None if caches is None else caches[i], time=time,
+                                     return_internals=capture is not None)
             new_caches.append(cache)
+            if capture is not None:
+                recurrent = block.block_type != ATTENTION
+                for key in ("attention", "input_gate", "a_gate", "decay"):
+                    capture.setdefault(key, []).append(extra[0].get(key))
+                capture.setdefault("mask", []).append(None if recurrent else mask)
+                capture.setdefault("hidden", []).append(x)
         return self.final_norm(x), new_caches
 
     def logits_from_hidden(self, hidden):
@@ -106,7 +120,7 @@ class GriffinBackbone(keras.Model):
         return ATTENTION in self.config.block_types
 
     # -- entry point 1: every position (scoring, training) ----------------------------------------
-    def call(self, inputs):
+    def call(self, inputs, capture=None):
         token_ids, padding_mask, segment_pos = inputs, None, None
         if isinstance(inputs, dict):
             token_ids, padding_mask, segment_pos = (inputs["token_ids"], inputs.get("padding_mask"),
@@ -124,7 +138,7 @@ class GriffinBackbone(keras.Model):
         if self.has_attention:
             docs = document_ids(segment_pos)
             mask = local_attention_mask(times, times, self.config.attention_window_size, docs, docs, padding_mask)
-        hidden, _ = self.run_blocks(token_ids, segment_pos, mask)
+        hidden, _ = self.run_blocks(token_ids, segment_pos, mask, capture=capture)
         return self.logits_from_hidden(hidden)                                # (batch, seq, vocab)
 
     # -- entry points 2 and 3: generation with a fixed-size cache ---------------------------------

@@ -59,13 +59,14 @@ class LocalAttentionBlock(keras.layers.Layer):
         for layer in (self.proj_q, self.proj_k, self.proj_v, self.proj_final):
             layer.build(input_shape)
 
-    def call(self, x, positions, mask, cache=None, time=None):
+    def call(self, x, positions, mask, cache=None, time=None, return_probs=False):
         """x: (batch, seq, width); positions: (batch, seq) int, what RoPE sees.
 
         mask: (batch, seq, keys) bool, True where a query may see a key; the keys are
         this call's own (a prompt), or the cache slots then the new token (one decoding step).
         cache: None or ``(keys, values)`` (batch, slots, head_dim); time: the decoding step's time.
-        Returns ``(output, new_cache)``.
+        Returns ``(output, new_cache)``, plus the float32 attention probabilities
+        (batch, num_heads, seq, keys), exact zeros where masked, when ``return_probs``.
         """
         batch, seq = ops.shape(x)[0], x.shape[1]
         half = self.head_dim // 2
@@ -89,9 +90,13 @@ class LocalAttentionBlock(keras.layers.Layer):
         scores = ops.einsum("bthd,bsd->bhts", q, ops.cast(keys, q.dtype))     # (batch, heads, seq, keys)
         scores = ops.cast(scores, "float32") * (self.head_dim ** -0.5)
         scores = ops.where(mask[:, None], scores, MASKED)
-        probs = ops.cast(ops.softmax(scores, axis=-1), x.dtype)
+        probs32 = ops.softmax(scores, axis=-1)
+        probs = ops.cast(probs32, x.dtype)
         mixed = ops.einsum("bhts,bsd->bthd", probs, ops.cast(values, x.dtype))  # (batch, seq, heads, head_dim)
-        return self.proj_final(ops.reshape(mixed, (batch, seq, self.width))), new_cache
+        output = self.proj_final(ops.reshape(mixed, (batch, seq, self.width)))
+        if return_probs:
+            return output, new_cache, ops.where(mask[:, None], probs32, 0.0)
+        return output, new_cache
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "num_heads": self.num_heads,

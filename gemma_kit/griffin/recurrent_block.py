@@ -45,19 +45,20 @@ class RecurrentBlock(keras.layers.Layer):
         self.conv_1d.build(inner)
         self.rg_lru.build(inner)
 
-    def call(self, x, segment_pos, cache=None):
+    def call(self, x, segment_pos, cache=None, return_gates=False):
         """x: (batch, seq, width). cache: None or ``(rg_lru_state, conv1d_state)``.
 
         A single token continues from the cached states; a prompt (seq > 1) starts from
-        empty ones. Returns ``(out, (rg_lru_state, conv1d_state))``, the states after the last token.
+        empty ones. Returns ``(out, (rg_lru_state, conv1d_state))``, the states after the last token,
+        plus the RG-LRU's gates (see ``RGLRU.call``) when ``return_gates``.
         """
         decoding = cache is not None and x.shape[1] == 1
         lru_state, conv_state = cache if decoding else (None, None)
         y = ops.gelu(self.linear_y(x), approximate=True)                     # (batch, seq, lru_width)
         u = self.linear_x(x)
         u, conv_state = self.conv_1d(u, segment_pos, state=conv_state)
-        u, lru_state = self.rg_lru(u, segment_pos, state=lru_state)
-        return self.linear_out(u * y), (lru_state, conv_state)
+        u, lru_state, *gates = self.rg_lru(u, segment_pos, state=lru_state, return_gates=return_gates)
+        return (self.linear_out(u * y), (lru_state, conv_state)) + tuple(gates)
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "lru_width": self.lru_width,

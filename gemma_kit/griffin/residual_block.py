@@ -58,19 +58,23 @@ class ResidualBlock(keras.layers.Layer):
         for layer in (self.temporal_pre_norm, self.temporal_block, self.channel_pre_norm, self.mlp_block):
             layer.build(input_shape)
 
-    def call(self, x, segment_pos, mask=None, cache=None, time=None):
+    def call(self, x, segment_pos, mask=None, cache=None, time=None, return_internals=False):
         """x: (batch, seq, width); segment_pos: (batch, seq) int (RoPE positions, 0 = document start).
 
         mask: the attention mask (attention blocks only); cache, time: see the temporal blocks.
-        Returns ``(out, new_cache)``.
+        Returns ``(out, new_cache)``; with ``return_internals`` (``gemma_kit.visualize``) a third
+        item, a dict: the RG-LRU gates of a recurrent block, or ``{"attention": probs}``.
         """
         normed = self.temporal_pre_norm(x)
         if self.block_type == RECURRENT:
-            mixed, cache = self.recurrent_block(normed, segment_pos, cache=cache)
+            mixed, cache, *extra = self.recurrent_block(normed, segment_pos, cache=cache,
+                                                        return_gates=return_internals)
         else:
-            mixed, cache = self.attention_block(normed, segment_pos, mask, cache=cache, time=time)
+            mixed, cache, *extra = self.attention_block(normed, segment_pos, mask, cache=cache, time=time,
+                                                        return_probs=return_internals)
+            extra = [{"attention": probs} for probs in extra]
         h = x + mixed
-        return h + self.mlp_block(self.channel_pre_norm(h)), cache
+        return (h + self.mlp_block(self.channel_pre_norm(h)), cache) + tuple(extra)
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "block_index": self.block_index}

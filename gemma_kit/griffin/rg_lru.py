@@ -98,12 +98,15 @@ class RGLRU(keras.layers.Layer):
         self.input_gate.build(input_shape)
         self.a_gate.build(input_shape)
 
-    def call(self, x, segment_pos, state=None):
+    def call(self, x, segment_pos, state=None, return_gates=False):
         """x: (batch, seq, lru_width); segment_pos: (batch, seq) int, 0 at a document start.
 
         state: None (start from zeros) or the float32 state (batch, lru_width) before ``x``.
         A single token with a state is one recurrence step; anything else is a parallel scan.
         Returns ``(y, last_state)``: y (batch, seq, lru_width) in the compute dtype, and float32 state.
+        With ``return_gates`` (for ``gemma_kit.visualize``; off in generation) a third item, a dict of
+        float32 (batch, seq, lru_width) tensors: ``input_gate`` (gate_x), ``a_gate`` (gate_a) and
+        ``decay``, the effective a_t (0 at a document start, where the state resets).
         """
         x32 = ops.cast(x, "float32")
         gate_x = ops.sigmoid(ops.cast(self.input_gate(x), "float32"))
@@ -116,11 +119,12 @@ class RGLRU(keras.layers.Layer):
         b = x32 * gate_x * multiplier                                           # the input term b_t
         a = ops.where(reset, 0.0, a)                                            # a reset forgets h_{t-1}
 
+        gates = ({"input_gate": gate_x, "a_gate": gate_a, "decay": a},) if return_gates else ()
         if state is not None and x.shape[1] == 1:                               # decoding: one step
             last = a[:, 0] * ops.cast(state, "float32") + b[:, 0]               # (batch, lru_width)
-            return ops.cast(last[:, None], x.dtype), last
+            return (ops.cast(last[:, None], x.dtype), last) + gates
         h, last = linear_scan(a, b, None if state is None else ops.cast(state, "float32"))
-        return ops.cast(h, x.dtype), last
+        return (ops.cast(h, x.dtype), last) + gates
 
     def get_config(self):
         return {**super().get_config(), "width": self.width, "num_heads": self.num_heads}
