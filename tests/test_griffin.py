@@ -36,6 +36,7 @@ from recurrentgemma import common  # noqa: E402
 from recurrentgemma import jax as rgj  # noqa: E402
 from recurrentgemma import torch as rgt  # noqa: E402
 from recurrentgemma.conversion import flax_params_to_pytorch_state_dict  # noqa: E402
+from tiny_gguf import tiny_tokenizer  # noqa: E402
 
 R, A = common.TemporalBlockType.RECURRENT, common.TemporalBlockType.ATTENTION
 VOCAB, WINDOW = 320, 8        # 320: the tiny SentencePiece vocabulary of tests/tiny_gguf.py
@@ -70,15 +71,6 @@ def _random_params(shapes, seed):
     return jax.tree_util.tree_map_with_path(lambda p, leaf: jnp.asarray(value(p, leaf), jnp.float32), shapes)
 
 
-def _tiny_tokenizer():
-    from gemma_kit.tokenizer import GemmaTokenizer
-    from tiny_gguf import tiny_vocabulary
-    pieces, k = tiny_vocabulary(VOCAB), "tokenizer.ggml."
-    metadata = {k + "model": "llama", k + "tokens": [p for p, _ in pieces], k + "token_type": [t for _, t in pieces],
-                k + "scores": [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)],
-                k + "bos_token_id": 2, k + "eos_token_id": 1, k + "unknown_token_id": 3, k + "padding_token_id": 0}
-    return GemmaTokenizer.from_gguf_metadata(metadata)
-
 
 class Official:
     """One tiny official Griffin: its parameters, its files, and its jitted forward pass at (2, seq)."""
@@ -98,7 +90,7 @@ class Official:
         folder = os.path.join(folder, name)
         os.makedirs(folder)
         if name == "plain":                                               # found beside the .pt / Flax folder
-            _tiny_tokenizer().save(os.path.join(folder, "tokenizer.model"))
+            tiny_tokenizer().save(os.path.join(folder, "tokenizer.model"))
         state = flax_params_to_pytorch_state_dict(self.params)
         rgt.Griffin(self.config).load_state_dict(state, strict=True)     # the official torch model reads it
         self.pt = os.path.join(folder, f"{name}.pt")

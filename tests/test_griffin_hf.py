@@ -27,7 +27,7 @@ VOCAB, WINDOW, SEQ = 320, 6, 20
 @pytest.fixture(scope="module")
 def hf_folder(tmp_path_factory):
     from transformers import RecurrentGemmaConfig, RecurrentGemmaForCausalLM
-    from test_griffin import _tiny_tokenizer
+    from tiny_gguf import tiny_tokenizer
 
     torch.manual_seed(0)
     config = RecurrentGemmaConfig(num_hidden_layers=5, vocab_size=VOCAB, hidden_size=32, intermediate_size=96,
@@ -45,7 +45,7 @@ def hf_folder(tmp_path_factory):
                 param.normal_(0.0, (1.5 if param.ndim > 1 else 0.3) * param.shape[-1] ** -0.5)
     folder = str(tmp_path_factory.mktemp("hf_griffin"))
     model.save_pretrained(folder)
-    _tiny_tokenizer().save(os.path.join(folder, "tokenizer.model"))
+    tiny_tokenizer().save(os.path.join(folder, "tokenizer.model"))
     return folder, model
 
 

@@ -27,7 +27,7 @@ from gemma_kit.loaders.hf_tokenizer import JsonTokenizer, NoTokenizerError  # no
 from gemma_kit.loaders.huggingface import HuggingFaceFormatError, config_from_hf  # noqa: E402
 from gemma_kit.tokenizer import GemmaTokenizer, StreamingDecoder  # noqa: E402
 from conftest import randomize, tiny_gemma3_config  # noqa: E402
-from tiny_gguf import tiny_vocabulary  # noqa: E402
+from tiny_gguf import tiny_tokenizer  # noqa: E402
 
 VOCAB = 320
 COMMON = dict(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_attention_heads=4, head_dim=8,
@@ -48,15 +48,6 @@ VARIANTS = {   # name: (transformers config class, extra fields)
 CAUSAL_LM = {"GemmaConfig": "GemmaForCausalLM", "Gemma2Config": "Gemma2ForCausalLM",
              "Gemma3TextConfig": "Gemma3ForCausalLM"}
 
-
-def tiny_tokenizer():
-    pieces = tiny_vocabulary(VOCAB)
-    metadata = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": [p for p, _ in pieces],
-                "tokenizer.ggml.scores": [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)],
-                "tokenizer.ggml.token_type": [t for _, t in pieces], "tokenizer.ggml.add_space_prefix": False}
-    for key, value in (("bos", 2), ("eos", 1), ("unknown", 3), ("padding", 0)):
-        metadata[f"tokenizer.ggml.{key}_token_id"] = value
-    return GemmaTokenizer.from_gguf_metadata(metadata)
 
 
 def randomize_torch(model, seed):
@@ -95,7 +86,7 @@ def saved(tmp_path_factory):
         folder = str(tmp_path_factory.mktemp(variant))
         model = build_hf(variant, seed=i)
         model.save_pretrained(folder)
-        tiny_tokenizer().save(os.path.join(folder, "tokenizer.model"))
+        tiny_tokenizer(add_space_prefix=False).save(os.path.join(folder, "tokenizer.model"))
         out[variant] = folder, model
     return out
 
@@ -169,7 +160,7 @@ def test_tokenizer_json_only_folder(saved, tmp_path):
     os.remove(tmp_path / "tokenizer.model")
     ours = gemma_kit.load(str(tmp_path))
     assert isinstance(ours.tokenizer, JsonTokenizer)
-    sp = tiny_tokenizer()
+    sp = tiny_tokenizer(add_space_prefix=False)
     for text in ["hello world", "  two  spaces\tand tab", "<start_of_turn>user\nhi<end_of_turn>\n", "ünïcødé €"]:
         assert ours.tokenizer.encode(text) == sp.encode(text), text
         assert ours.tokenizer.decode(sp.encode(text, add_bos=True)) == sp.decode(sp.encode(text, add_bos=True))
@@ -338,7 +329,7 @@ OUR_VARIANTS = {
 def test_save_hf_round_trip_through_transformers(variant, tmp_path):
     config = tiny_gemma3_config(**OUR_VARIANTS[variant])
     backbone = randomize(gemma_kit.GemmaBackbone(config), seed=3, scale=0.3)
-    model = gemma_kit.GemmaModel(backbone, tiny_tokenizer(), config)
+    model = gemma_kit.GemmaModel(backbone, tiny_tokenizer(add_space_prefix=False), config)
     model.save_hf(tmp_path)
     assert {"config.json", "model.safetensors", "tokenizer.model", "generation_config.json"} <= set(os.listdir(tmp_path))
     ours = model.logits(IDS)[0]

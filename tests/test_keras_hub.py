@@ -24,8 +24,7 @@ from conftest import randomize, tiny_gemma3_config
 from gemma_kit.export.keras_hub import copy_weights_to_keras_hub, keras_hub_backbone
 from gemma_kit.loaders import keras_hub as loader
 from gemma_kit.loaders.keras_hub import KerasHubFormatError
-from gemma_kit.tokenizer import GemmaTokenizer
-from tiny_gguf import tiny_vocabulary
+from tiny_gguf import tiny_tokenizer
 
 VOCAB = 320
 VARIANTS = {
@@ -48,14 +47,6 @@ VARIANTS = {
 SCALE = 0.3
 IDS = np.concatenate([[2], np.random.default_rng(0).integers(4, VOCAB, 39)]).astype("int32")[None]   # (1, 40)
 
-
-def tiny_tokenizer():
-    pieces = tiny_vocabulary(VOCAB)
-    k = "tokenizer.ggml."
-    return GemmaTokenizer.from_gguf_metadata({
-        k + "model": "llama", k + "tokens": [p for p, _ in pieces], k + "token_type": [t for _, t in pieces],
-        k + "scores": [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)],
-        k + "bos_token_id": 2, k + "eos_token_id": 1, k + "unknown_token_id": 3, k + "padding_token_id": 0})
 
 
 def keras_hub_tokenizer(class_name, tokenizer):

@@ -20,22 +20,14 @@ from keras import ops
 
 import gemma_kit
 from gemma_kit import visualize as viz
-from gemma_kit.tokenizer import GemmaTokenizer
 from conftest import randomize, tiny_gemma3_config
-from tiny_gguf import tiny_vocabulary
+from tiny_gguf import tiny_tokenizer
 
 import torch  # noqa: E402  the oracle; installed by the test set-up
 import transformers  # noqa: E402
 
 SEQ = 24       # three sliding windows of 8
 
-
-def tiny_tokenizer(vocab=320):
-    pieces, k = tiny_vocabulary(vocab), "tokenizer.ggml."
-    metadata = {k + "model": "llama", k + "tokens": [p for p, _ in pieces], k + "token_type": [t for _, t in pieces],
-                k + "scores": [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)],
-                k + "bos_token_id": 2, k + "eos_token_id": 1, k + "unknown_token_id": 3, k + "padding_token_id": 0}
-    return GemmaTokenizer.from_gguf_metadata(metadata)
 
 
 @pytest.fixture(scope="module")

@@ -27,6 +27,21 @@ def tiny_vocabulary(size, extra_pieces=None):
     return pieces
 
 
+def tiny_tokenizer(size=320, add_space_prefix=True):
+    """A real SentencePiece tokenizer over ``tiny_vocabulary(size)`` (bos 2, eos 1, unk 3, pad 0).
+
+    ``add_space_prefix=False`` is what transformers' Gemma tokenizers do (no dummy "▁" prefix)."""
+    from gemma_kit.tokenizer import GemmaTokenizer
+
+    pieces, k = tiny_vocabulary(size), "tokenizer.ggml."
+    metadata = {k + "model": "llama", k + "tokens": [p for p, _ in pieces], k + "token_type": [t for _, t in pieces],
+                k + "scores": [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)],
+                k + "bos_token_id": 2, k + "eos_token_id": 1, k + "unknown_token_id": 3, k + "padding_token_id": 0}
+    if not add_space_prefix:
+        metadata[k + "add_space_prefix"] = False
+    return GemmaTokenizer.from_gguf_metadata(metadata)
+
+
 def backbone_tensors(backbone):
     """{gguf name: float32 array in GGUF's conventions} for a GemmaBackbone's weights."""
     tensors = {}
