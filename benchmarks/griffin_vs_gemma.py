@@ -1,6 +1,6 @@
 """Decode speed and cache memory against sequence position: Griffin (RecurrentGemma) vs Gemma.
 
-    python benchmarks/griffin_vs_gemma.py [--positions 256 1024 4096] [--steps 32]
+    python benchmarks/griffin_vs_gemma.py [--positions 256 1024 4096] [--steps 16] [--rounds 5]
                                           [--width 768] [--blocks 12] [--gemma-kv-heads 12]
 
 Two models of the same width and depth, about 100M parameters each (counts printed):
@@ -21,12 +21,15 @@ Both use random weights (``random_init=True``; speed does not depend on the
 values), float32, batch 1, greedy, vocabulary 32,768 (a 256,000-entry
 vocabulary would put most parameters in the embedding).
 
-For each position P: ``init_cache(1, P + 64)``, prefill a random prompt of P
-tokens with ``Generator._prefill`` (the compiled prefill that
-``gemma_kit.generate.Generator`` runs), then run ``Generator._decode`` (the
-compiled decode step) 2 steps untimed (compilation for this cache shape) and
-``--steps`` timed steps, each fetching the sampled id to the host as the
-generation loop does. Cache bytes: ``gemma_kit.griffin.backbone.cache_bytes``
+For each position P: ``init_cache``, prefill a random prompt of P tokens with
+``Generator._prefill`` (the compiled prefill that ``gemma_kit.generate.Generator``
+runs), and 2 untimed ``Generator._decode`` steps (compilation for this cache
+shape). Then ``--rounds`` rounds visit the positions in turn, each timing
+``--steps`` decode steps per position (each fetching the sampled id to the host
+as the generation loop does); a position's rate is its median round. Visiting
+the positions in turn matters on a shared machine: measured one after the
+other, a change of load lands on one position and reads as a slowdown with
+length. Cache bytes: ``gemma_kit.griffin.backbone.cache_bytes``
 (the sum of every cache tensor's size), for both models.
 """
 
@@ -63,7 +66,12 @@ def configs(width, blocks, gemma_kv_heads):
     return griffin, gemma(best)
 
 
-def measure(backbone, positions, steps, seed=0):
+def measure(backbone, positions, steps, rounds=5, seed=0):
+    """Decode tokens/s at each position: the median of ``rounds`` timed runs of ``steps`` steps.
+
+    Every position is prefilled first; then the rounds visit the positions in turn, so a change
+    in the machine's load during the run touches every position alike instead of one of them.
+    """
     from keras import ops
 
     from gemma_kit.generate import Generator
@@ -73,44 +81,48 @@ def measure(backbone, positions, steps, seed=0):
     greedy = dict(temperature=ops.convert_to_tensor(np.float32(1.0)), top_p=ops.convert_to_tensor(np.float32(1.0)),
                   sampler="greedy", top_k=None)
     rng = np.random.default_rng(seed)
-    rows = []
+    start = ops.convert_to_tensor(np.zeros(1, np.int32))
+
+    def step(state):
+        ids, t, caches = state
+        ids, caches = generator._decode(ops.convert_to_tensor(ids[:, None]),
+                                        ops.convert_to_tensor(np.int32(t)), start, caches, None, **greedy)
+        return np.asarray(ops.convert_to_numpy(ids), np.int32), t + 1, caches
+
+    states, rows = {}, {}
     for position in positions:
-        caches = backbone.init_cache(1, position + EXTRA)
+        caches = backbone.init_cache(1, position + EXTRA + rounds * steps)
         size = cache_bytes(caches)
         prompt = rng.integers(1, backbone.config.vocab_size, (1, position)).astype(np.int32)
-        start = ops.convert_to_tensor(np.zeros(1, np.int32))
         t0 = time.perf_counter()
         ids, caches = generator._prefill(ops.convert_to_tensor(prompt), start, caches, None, **greedy)
         ids = np.asarray(ops.convert_to_numpy(ids), np.int32)
         prefill_s = time.perf_counter() - t0            # compilation included
-
-        def step(t, ids, caches):
-            ids, caches = generator._decode(ops.convert_to_tensor(ids[:, None]),
-                                            ops.convert_to_tensor(np.int32(t)), start, caches, None, **greedy)
-            return np.asarray(ops.convert_to_numpy(ids), np.int32), caches
-
-        t = position
+        state = (ids, position, caches)
         for _ in range(2):                              # compile for this cache shape, warm up
-            ids, caches = step(t, ids, caches)
-            t += 1
-        t0 = time.perf_counter()
-        for _ in range(steps):
-            ids, caches = step(t, ids, caches)
-            t += 1
-        elapsed = time.perf_counter() - t0
-        rows.append(dict(position=position, rate=steps / elapsed, cache=size, prefill=prefill_s))
-        print(f"[{backbone.config.name}] position {position}: {steps / elapsed:.1f} tok/s, "
-              f"cache {size / 2**20:.2f} MiB, prefill+compile {prefill_s:.1f} s, "
-              f"load average {os.getloadavg()[0]:.1f}", flush=True)
-        del caches
-    return rows
+            state = step(state)
+        states[position] = state
+        rows[position] = dict(position=position, cache=size, prefill=prefill_s, times=[])
+    for _ in range(rounds):
+        for position in positions:
+            t0 = time.perf_counter()
+            for _ in range(steps):
+                states[position] = step(states[position])
+            rows[position]["times"].append(time.perf_counter() - t0)
+    for row in rows.values():
+        row["rate"] = steps / float(np.median(row.pop("times")))
+        print(f"[{backbone.config.name}] position {row['position']}: {row['rate']:.1f} tok/s (median of {rounds}), "
+              f"cache {row['cache'] / 2**20:.2f} MiB, prefill+compile {row['prefill']:.1f} s", flush=True)
+    del states
+    return list(rows.values())
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--positions", type=int, nargs="+", default=[256, 1024, 4096],
                         help="prompt lengths to decode after (the first and last are used by the targets)")
-    parser.add_argument("--steps", type=int, default=32, help="timed decode steps per position")
+    parser.add_argument("--steps", type=int, default=16, help="timed decode steps per position and round")
+    parser.add_argument("--rounds", type=int, default=5, help="timed rounds over all positions (the median counts)")
     parser.add_argument("--width", type=int, default=768, help="model width of both models (a multiple of 64)")
     parser.add_argument("--blocks", type=int, default=12, help="residual blocks / decoder layers of both models")
     parser.add_argument("--gemma-kv-heads", type=int, default=None,
@@ -133,13 +145,13 @@ def main():
     print(f"Gemma:   {n_gemma / 1e6:.1f}M parameters (width {args.width}, {args.blocks} global layers, "
           f"MLP {gemma_config.intermediate_dim}, {heads} query heads, {gemma_config.num_kv_heads} KV heads)")
     print(f"Gemma / Griffin parameters: {n_gemma / n_griffin:.3f}; vocab {VOCAB}, random weights, float32, "
-          f"batch 1, greedy, {args.steps} timed steps per position\n", flush=True)
+          f"batch 1, greedy, {args.rounds} rounds of {args.steps} timed steps per position\n", flush=True)
 
     results = {}
     for name, cls, config in (("Griffin", GriffinBackbone, griffin_config), ("Gemma", GemmaBackbone, gemma_config)):
         backbone = cls(config, dtype="float32", random_init=True)
         assert backbone.count_params() == config.num_parameters(), (backbone.count_params(), config.num_parameters())
-        results[name] = measure(backbone, positions, args.steps)
+        results[name] = measure(backbone, positions, args.steps, args.rounds)
         del backbone
         keras.backend.clear_session()
 
