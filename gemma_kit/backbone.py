@@ -115,6 +115,13 @@ class GemmaBackbone(keras.Model):
 
     # -- entry point 1: every position (scoring, training) ----------------------------------------
     def call(self, inputs, capture=None):
+        return self.logits_from_hidden(self.hidden_states(inputs, capture=capture))   # (batch, seq, vocab)
+
+    def hidden_states(self, inputs, capture=None):
+        """``call`` without the output layer: (batch, seq, hidden_dim) after the final norm.
+
+        Training needs logits only where the loss is (``gemma_kit.tuning.ResponseLM``).
+        """
         if isinstance(inputs, dict):
             token_ids, padding_mask = inputs["token_ids"], inputs.get("padding_mask")
         else:
@@ -129,7 +136,7 @@ class GemmaBackbone(keras.Model):
         both = {"global": times, LOCAL: times}
         valid = {"global": padding_mask, LOCAL: padding_mask}
         hidden, _ = self.run_decoder(token_ids, positions, self._masks(times, both, valid), capture=capture)
-        return self.logits_from_hidden(hidden)                               # (batch, seq, vocab)
+        return hidden
 
     # -- entry points 2 and 3: generation with a KV cache ----------------------------------------
     def cache_lengths(self, max_length):

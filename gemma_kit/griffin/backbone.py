@@ -121,6 +121,10 @@ class GriffinBackbone(keras.Model):
 
     # -- entry point 1: every position (scoring, training) ----------------------------------------
     def call(self, inputs, capture=None):
+        return self.logits_from_hidden(self.hidden_states(inputs, capture=capture))   # (batch, seq, vocab)
+
+    def hidden_states(self, inputs, capture=None):
+        """``call`` without the output layer: (batch, seq, width) after the final norm."""
         token_ids, padding_mask, segment_pos = inputs, None, None
         if isinstance(inputs, dict):
             token_ids, padding_mask, segment_pos = (inputs["token_ids"], inputs.get("padding_mask"),
@@ -139,7 +143,7 @@ class GriffinBackbone(keras.Model):
             docs = document_ids(segment_pos)
             mask = local_attention_mask(times, times, self.config.attention_window_size, docs, docs, padding_mask)
         hidden, _ = self.run_blocks(token_ids, segment_pos, mask, capture=capture)
-        return self.logits_from_hidden(hidden)                                # (batch, seq, vocab)
+        return hidden
 
     # -- entry points 2 and 3: generation with a fixed-size cache ---------------------------------
     def cache_lengths(self, max_length):

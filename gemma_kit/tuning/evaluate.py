@@ -1,0 +1,59 @@
+"""Measuring what tuning changed: held-out loss, exact match of generated answers, the loss curve.
+
+    loss = held_out_loss(trainer, test_data)                 # mean cross-entropy per response token
+    score, answers = exact_match(model, test_examples)        # greedy answers, compared after strip()
+    history = LossHistory(); trainer.fit(..., callbacks=[history]); history.losses  # one per step
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from .data import chat_prompt
+
+
+def held_out_loss(trainer, data: dict, batch_size: int = 8) -> float:
+    """Cross-entropy averaged over the response tokens of ``data`` (from ``format_examples``)."""
+    results = trainer.evaluate(data["x"], data["y"], sample_weight=data["sample_weight"], batch_size=batch_size,
+                               verbose=0, return_dict=True)
+    return float(results["loss"])
+
+
+def exact_match(model, examples, max_new_tokens: int = 32, batch_size: int = 16, progress: bool = True):
+    """(fraction of examples whose greedy answer equals ``response`` after ``strip()``, the answers)."""
+    examples = list(examples)
+    answers = []
+    batches = range(0, len(examples), batch_size)
+    if progress:
+        bar = keras.utils.Progbar(len(examples), unit_name="answer")
+    for start in batches:
+        chunk = examples[start:start + batch_size]
+        answers += model.generate([chat_prompt(model.tokenizer, e["prompt"]) for e in chunk],
+                                  max_new_tokens=max_new_tokens)
+        if progress:
+            bar.add(len(chunk))
+    hits = [answer.strip() == example["response"].strip() for answer, example in zip(answers, examples)]
+    return float(np.mean(hits)), answers
+
+
+class LossHistory(keras.callbacks.Callback):
+    """The training loss of every step.
+
+    Keras reports, after each batch, the *mean* loss since the epoch began (all batches of one
+    size weigh the same): step ``k``'s own loss is ``k * mean_k - (k - 1) * mean_{k-1}``.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.losses = []
+        self._previous_mean, self._batches = 0.0, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._previous_mean, self._batches = 0.0, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        mean = float(logs["loss"])
+        self._batches += 1
+        self.losses.append(self._batches * mean - (self._batches - 1) * self._previous_mean)
+        self._previous_mean = mean
