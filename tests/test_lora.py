@@ -20,20 +20,10 @@ import gemma_kit
 from gemma_kit import tuning
 from gemma_kit.griffin import GriffinBackbone, GriffinConfig
 from conftest import randomize, tiny_gemma3_config
-from tiny_gguf import tiny_vocabulary
-from gemma_kit.tokenizer import GemmaTokenizer
+from tiny_gguf import tiny_tokenizer
 
 VOCAB = 320
 
-
-def tiny_tokenizer():
-    pieces = tiny_vocabulary(VOCAB)
-    metadata = {"tokenizer.ggml.model": "llama", "tokenizer.ggml.tokens": [p for p, _ in pieces],
-                "tokenizer.ggml.scores": [0.0 if t != 1 else -float(i) for i, (_, t) in enumerate(pieces)],
-                "tokenizer.ggml.token_type": [t for _, t in pieces], "tokenizer.ggml.add_space_prefix": False}
-    for key, value in (("bos", 2), ("eos", 1), ("unknown", 3), ("padding", 0)):
-        metadata[f"tokenizer.ggml.{key}_token_id"] = value
-    return GemmaTokenizer.from_gguf_metadata(metadata)
 
 
 def examples(n=24, seed=0):
@@ -49,7 +39,7 @@ def examples(n=24, seed=0):
 
 def tiny_model(seed=0):
     backbone = randomize(gemma_kit.GemmaBackbone(tiny_gemma3_config()), seed=seed, scale=0.2)
-    return gemma_kit.GemmaModel(backbone, tiny_tokenizer(), backbone.config)
+    return gemma_kit.GemmaModel(backbone, tiny_tokenizer(add_space_prefix=False), backbone.config)
 
 
 def randomize_lora(model, seed=1, scale=0.1):
@@ -97,7 +87,7 @@ def test_griffin_targets_and_training():
     tuning.enable_lora(backbone, rank=2, targets=("query", "value", "recurrent"), verbose=False)
     names = sorted({layer.name for layer in tuning.lora_layers(backbone)})
     assert names == ["linear_out", "linear_x", "linear_y", "proj_q", "proj_v"]
-    data = tuning.format_examples(tiny_tokenizer(), examples(8), 48, 12)
+    data = tuning.format_examples(tiny_tokenizer(add_space_prefix=False), examples(8), 48, 12)
     trainer = tuning.compile_for_training(tuning.ResponseLM(backbone), 1e-2)
     before = trainer.evaluate(data["x"], data["y"], sample_weight=data["sample_weight"], verbose=0)[0]
     trainer.fit(data["x"], data["y"], sample_weight=data["sample_weight"], batch_size=8, epochs=3, verbose=0)
@@ -133,7 +123,7 @@ def test_merge_and_remove():
 
 # -- data and the response-only loss -------------------------------------------------------------
 def test_format_examples_masks_prompt_and_padding():
-    tokenizer = tiny_tokenizer()
+    tokenizer = tiny_tokenizer(add_space_prefix=False)
     example = {"prompt": "rev cat dog", "response": "dog cat"}
     data = tuning.format_examples(tokenizer, [example], 40)
     prompt = [tokenizer.bos_id] + tokenizer.encode(tokenizer.apply_chat_template([{"role": "user",
