@@ -24,6 +24,7 @@ from keras_hub.layers import ReversibleEmbedding
 
 from .config import LOCAL, GemmaConfig
 from .layers import DecoderBlock, RMSNorm, ring_slot_times
+from .lm_backbone import LanguageModelBackbone
 
 
 def attention_mask(query_times, key_times, key_valid, window=None):
@@ -39,12 +40,13 @@ def attention_mask(query_times, key_times, key_valid, window=None):
 
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
-class GemmaBackbone(keras.Model):
+class GemmaBackbone(LanguageModelBackbone):
+    config_class = GemmaConfig
+
     def __init__(self, config: GemmaConfig, dtype=None, random_init: bool = True, **kwargs):
         """``random_init=False`` fills the weights with zeros: loaders overwrite every weight
         anyway, and drawing 268M random numbers costs seconds."""
-        super().__init__(dtype=dtype, name=kwargs.pop("name", config.name), **kwargs)
-        self.config = config
+        super().__init__(config, dtype=dtype, **kwargs)
         policy = self.dtype_policy
         kernel_init = "glorot_uniform" if random_init else "zeros"
         embed_init = keras.initializers.RandomNormal(stddev=0.02) if random_init else "zeros"
@@ -109,14 +111,7 @@ class GemmaBackbone(keras.Model):
                 capture.setdefault("hidden", []).append(x)
         return self.final_norm(x), new_caches
 
-    def logits_from_hidden(self, hidden):
-        """Tied output layer: (..., hidden_dim) -> float32 (..., vocab_size), soft-capped if configured."""
-        return self.token_embedding(hidden, reverse=True)
-
     # -- entry point 1: every position (scoring, training) ----------------------------------------
-    def call(self, inputs, capture=None):
-        return self.logits_from_hidden(self.hidden_states(inputs, capture=capture))   # (batch, seq, vocab)
-
     def hidden_states(self, inputs, capture=None):
         """``call`` without the output layer: (batch, seq, hidden_dim) after the final norm.
 
@@ -180,11 +175,3 @@ class GemmaBackbone(keras.Model):
         masks = self._masks(query_times, key_times, key_valid)
         hidden, caches = self.run_decoder(token_ids, query_times - start, masks, caches=caches, write_index=time)
         return self.logits_from_hidden(hidden[:, -1]), caches
-
-    def get_config(self):
-        return {"config": self.config.to_dict(), "dtype": self.dtype_policy.name, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(GemmaConfig.from_dict(config.pop("config")), **config)

@@ -30,6 +30,7 @@ from keras import ops
 from keras_hub.layers import ReversibleEmbedding
 
 from ..layers import RMSNorm, ring_slot_times
+from ..lm_backbone import LanguageModelBackbone
 from .config import ATTENTION, GriffinConfig
 from .residual_block import ResidualBlock
 
@@ -63,11 +64,12 @@ def cache_bytes(caches) -> int:
 
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
-class GriffinBackbone(keras.Model):
+class GriffinBackbone(LanguageModelBackbone):
+    config_class = GriffinConfig
+
     def __init__(self, config: GriffinConfig, dtype=None, random_init: bool = True, **kwargs):
         """``random_init=False`` fills the weights with zeros: loaders overwrite every weight anyway."""
-        super().__init__(dtype=dtype, name=kwargs.pop("name", config.name), **kwargs)
-        self.config = config
+        super().__init__(config, dtype=dtype, **kwargs)
         policy = self.dtype_policy
         kernel_init = "glorot_uniform" if random_init else "zeros"
         embed_init = keras.initializers.RandomNormal(stddev=config.width ** -0.5) if random_init else "zeros"
@@ -111,18 +113,11 @@ class GriffinBackbone(keras.Model):
                 capture.setdefault("hidden", []).append(x)
         return self.final_norm(x), new_caches
 
-    def logits_from_hidden(self, hidden):
-        """Tied output layer: (..., width) -> float32 (..., vocab_size), soft-capped if configured."""
-        return self.token_embedding(hidden, reverse=True)
-
     @property
     def has_attention(self) -> bool:
         return ATTENTION in self.config.block_types
 
     # -- entry point 1: every position (scoring, training) ----------------------------------------
-    def call(self, inputs, capture=None):
-        return self.logits_from_hidden(self.hidden_states(inputs, capture=capture))   # (batch, seq, vocab)
-
     def hidden_states(self, inputs, capture=None):
         """``call`` without the output layer: (batch, seq, width) after the final norm."""
         token_ids, padding_mask, segment_pos = inputs, None, None
@@ -197,11 +192,3 @@ class GriffinBackbone(keras.Model):
                                         key_valid=key_times >= start)
         hidden, caches = self.run_blocks(token_ids, query_times - start, mask, caches=caches, time=time)
         return self.logits_from_hidden(hidden[:, -1]), caches
-
-    def get_config(self):
-        return {"config": self.config.to_dict(), "dtype": self.dtype_policy.name, "name": self.name}
-
-    @classmethod
-    def from_config(cls, config):
-        config = dict(config)
-        return cls(GriffinConfig.from_dict(config.pop("config")), **config)
