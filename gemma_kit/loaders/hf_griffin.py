@@ -128,6 +128,15 @@ def _official_tensors(folder, config):
                 return convert(f.get_tensor(name).astype(np.float32))
         return read
 
+    last = {}                                  # the most recently stacked pair: its read function and value
+
+    def stacked(read_first, read_second, index=()):
+        def read():
+            if last.get("key") is not read:
+                last.update(key=read, value=np.stack([read_first(), read_second()])[index])
+            return last["value"]
+        return read
+
     tensors, used = {}, set()
 
     def take(hf_name, official, convert):
@@ -148,11 +157,12 @@ def _official_tensors(folder, config):
             take(theirs + hf_name, ours + official, convert)
         gate, up = theirs + "mlp_block.gate_proj.", theirs + "mlp_block.up_proj."
         if all(n in located for n in (gate + "weight", up + "weight", gate + "bias", up + "bias")):
-            # official ffw_up: w (2, width, expanded) and b (2, 1, 1, expanded); [0] is the GeLU branch
-            tensors[ours + "mlp_block.ffw_up.w"] = (None, lambda g=gate, u=up: np.stack(
-                [reader(g + "weight", LINEAR)(), reader(u + "weight", LINEAR)()]))
-            tensors[ours + "mlp_block.ffw_up.b"] = (None, lambda g=gate, u=up: np.stack(
-                [reader(g + "bias", SAME)(), reader(u + "bias", SAME)()])[:, None, None, :])
+            # official ffw_up: w (2, width, expanded) and b (2, 1, 1, expanded); [0] is the GeLU branch.
+            # The weight plan takes [0] and then [1]: ``stacked`` reads the pair once for both.
+            tensors[ours + "mlp_block.ffw_up.w"] = (None, stacked(reader(gate + "weight", LINEAR),
+                                                                  reader(up + "weight", LINEAR)))
+            tensors[ours + "mlp_block.ffw_up.b"] = (None, stacked(reader(gate + "bias", SAME),
+                                                                  reader(up + "bias", SAME), (slice(None), None, None)))
             used.update(n + p for n in (gate, up) for p in ("weight", "bias"))
     unexpected = sorted(set(located) - used)
     if unexpected:
