@@ -38,7 +38,8 @@ class GemmaModel:
             raise ValueError("The prompt is empty: give at least one character of text")
         return [self.tokenizer.bos_id] + self.tokenizer.encode(prompt)
 
-    def _check_lengths(self, prompts_ids, max_new_tokens):
+    def check_lengths(self, prompts_ids, max_new_tokens):
+        """ValueError unless every prompt plus ``max_new_tokens`` fits the model's maximum sequence length."""
         if not isinstance(max_new_tokens, (int, np.integer)) or max_new_tokens <= 0:
             raise ValueError(f"max_new_tokens must be a positive integer, got {max_new_tokens!r}")
         limit = self.config.max_sequence_length
@@ -81,7 +82,7 @@ class GemmaModel:
     def generate_ids(self, prompts_ids: List[List[int]], max_new_tokens: int = 64, stop_tokens=None,
                      **sampling) -> List[List[int]]:
         """Token-level generation: the new ids per prompt (stop token excluded)."""
-        self._check_lengths(prompts_ids, max_new_tokens)
+        self.check_lengths(prompts_ids, max_new_tokens)
         stop = self.stop_ids(stop_tokens)
         steps = list(self.generator.tokens(prompts_ids, max_new_tokens, stop_ids=stop, **sampling))
         out = []
@@ -96,7 +97,7 @@ class GemmaModel:
         from .tokenizer import StreamingDecoder
 
         ids = self.encode_prompt(prompt)
-        self._check_lengths([ids], max_new_tokens)
+        self.check_lengths([ids], max_new_tokens)
         stop = self.stop_ids(stop_tokens)
         decoder = StreamingDecoder(self.tokenizer)
         for step in self.generator.tokens([ids], max_new_tokens, stop_ids=stop, **sampling):

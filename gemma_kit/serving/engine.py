@@ -66,15 +66,16 @@ class Engine:
             log(event="warm_up", batch=size, seconds=round(time.perf_counter() - start, 2))
 
     def jobs(self, instances: List[Instance]) -> List[Job]:
-        limit, jobs = self.model.config.max_sequence_length, []
+        jobs = []
         for i, instance in enumerate(instances):
             ids = self.model.encode_prompt(instance.prompt)
             if len(ids) > self.limits.max_prompt_tokens:
                 raise RequestError(f"instances[{i}].prompt: {len(ids)} tokens is above this server's limit "
                                    f"of {self.limits.max_prompt_tokens}")
-            if len(ids) + instance.max_tokens > limit:
-                raise RequestError(f"instances[{i}]: {len(ids)} prompt tokens + max_tokens={instance.max_tokens} "
-                                   f"is above the model's maximum sequence length of {limit}")
+            try:
+                self.model.check_lengths([ids], instance.max_tokens)      # the model's own limit, as generate checks it
+            except ValueError as error:
+                raise RequestError(f"instances[{i}]: {error}") from None
             jobs.append(Job(ids, instance.max_tokens, instance.sampling()))
         return jobs
 
