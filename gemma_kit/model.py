@@ -23,8 +23,13 @@ from .generate import Generator
 class GemmaModel:
     def __init__(self, backbone, tokenizer, config, source: str = ""):
         self.backbone, self.tokenizer, self.config, self.source = backbone, tokenizer, config, source
-        self.generator = Generator(backbone)
-        self._logits = compile_model_function(backbone, lambda ids: backbone(ids))
+        self.recompile()
+
+    def recompile(self):
+        """Compile generation and ``logits`` afresh: needed after the backbone's variables change
+        (LoRA added or removed: a TensorFlow graph captures the variables it was traced with)."""
+        self.generator = Generator(self.backbone)
+        self._logits = compile_model_function(self.backbone, lambda ids: self.backbone(ids))
 
     def __repr__(self):
         return (f"GemmaModel({self.config.name!r}, {self.config.num_parameters():,} parameters, "

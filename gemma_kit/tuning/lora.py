@@ -182,11 +182,7 @@ def remove_lora(model) -> int:
 
 
 def _refresh_compiled(model):
-    """A GemmaModel compiled its forward pass for the weights it had (a TensorFlow graph
-    captures variables when traced): compile again so that generation sees the LoRA weights."""
+    """A GemmaModel's compiled functions were built for the weights it had: rebuild them (a bare backbone has none)."""
     from ..model import GemmaModel
     if isinstance(model, GemmaModel):
-        from ..compile import compile_model_function
-        from ..generate import Generator
-        model.generator = Generator(model.backbone)
-        model._logits = compile_model_function(model.backbone, lambda ids: model.backbone(ids))
+        model.recompile()
