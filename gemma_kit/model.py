@@ -20,6 +20,17 @@ from .compile import compile_model_function
 from .generate import Generator
 
 
+def as_token_batch(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Integer ids (seq,) or (batch, seq) as (batch, seq), each checked to be in [0, vocab_size)."""
+    if ids.ndim == 1:
+        ids = ids[None, :]
+    if ids.ndim != 2 or ids.shape[1] == 0:
+        raise ValueError(f"token ids must have shape (seq,) or (batch, seq) with seq >= 1, got {ids.shape}")
+    if ids.min() < 0 or ids.max() >= vocab_size:
+        raise ValueError(f"token ids must be in [0, {vocab_size}), got values in [{ids.min()}, {ids.max()}]")
+    return ids
+
+
 class GemmaModel:
     def __init__(self, backbone, tokenizer, config, source: str = ""):
         self.backbone, self.tokenizer, self.config, self.source = backbone, tokenizer, config, source
@@ -128,14 +139,7 @@ class GemmaModel:
 
     def logits(self, token_ids) -> np.ndarray:
         """float32 logits (batch, seq, vocab) for token ids (seq,) or (batch, seq); no BOS is added."""
-        ids = np.asarray(token_ids, dtype=np.int32)
-        if ids.ndim == 1:
-            ids = ids[None, :]
-        if ids.ndim != 2 or ids.shape[1] == 0:
-            raise ValueError(f"token_ids must have shape (seq,) or (batch, seq) with seq >= 1, got {ids.shape}")
-        if ids.min() < 0 or ids.max() >= self.config.vocab_size:
-            raise ValueError(f"token ids must be in [0, {self.config.vocab_size}), "
-                             f"got values in [{ids.min()}, {ids.max()}]")
+        ids = as_token_batch(np.asarray(token_ids, dtype=np.int32), self.config.vocab_size)
         return np.asarray(ops.convert_to_numpy(self._logits(ops.convert_to_tensor(ids))), np.float32)
 
     def save_hf(self, folder) -> str:

@@ -34,6 +34,7 @@ from ..compile import compile_model_function
 from ..config import LOCAL
 from ..griffin import GriffinBackbone
 from ..griffin.config import ATTENTION
+from ..model import as_token_batch
 
 GATES = ("input_gate", "a_gate", "decay")
 
@@ -78,21 +79,15 @@ def token_labels(tokenizer, ids: Sequence[int]) -> List[str]:
     return [tokenizer.id_to_token(int(i)).replace("▁", " ") for i in ids]
 
 
-def _as_ids(model, inputs) -> np.ndarray:
+def _as_ids(model, inputs, vocab_size) -> np.ndarray:
     if isinstance(inputs, str):
         if not getattr(model, "tokenizer", None):          # a model loaded without one has a falsy stand-in
             raise ValueError("Text needs a model with a tokenizer: pass token ids instead, or a GemmaModel")
-        ids = np.asarray([model.encode_prompt(inputs)], np.int32)          # <bos> + the text's tokens
-    else:
-        ids = np.asarray(inputs)
-        if ids.dtype.kind not in "iu":
-            raise TypeError(f"inputs must be text or integer token ids, got an array of {ids.dtype}")
-        ids = ids.astype(np.int32)
-        if ids.ndim == 1:
-            ids = ids[None, :]
-    if ids.ndim != 2 or ids.shape[1] == 0:
-        raise ValueError(f"token ids must have shape (seq,) or (batch, seq) with seq >= 1, got {ids.shape}")
-    return ids
+        inputs = [model.encode_prompt(inputs)]                              # <bos> + the text's tokens
+    ids = np.asarray(inputs)
+    if ids.dtype.kind not in "iu":
+        raise TypeError(f"inputs must be text or integer token ids, got an array of {ids.dtype}")
+    return as_token_batch(ids.astype(np.int32), vocab_size)                 # (batch, seq), range-checked
 
 
 def _forward(backbone, compiled: bool):
@@ -120,10 +115,7 @@ def run_and_capture(model, inputs: Union[str, Sequence[int], np.ndarray], segmen
     """
     backbone = getattr(model, "backbone", model)
     tokenizer = getattr(model, "tokenizer", None) or None
-    ids = _as_ids(model, inputs)
-    vocab = backbone.config.vocab_size
-    if ids.min() < 0 or ids.max() >= vocab:
-        raise ValueError(f"token ids must be in [0, {vocab}), got values in [{ids.min()}, {ids.max()}]")
+    ids = _as_ids(model, inputs, backbone.config.vocab_size)
 
     griffin = isinstance(backbone, GriffinBackbone)
     feed = ops.convert_to_tensor(ids)
