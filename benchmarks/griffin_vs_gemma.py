@@ -22,14 +22,14 @@ values), float32, batch 1, greedy, vocabulary 32,768 (a 256,000-entry
 vocabulary would put most parameters in the embedding).
 
 For each position P: ``init_cache``, prefill a random prompt of P tokens with
-``Generator._prefill`` (the compiled prefill that ``gemma_kit.generate.Generator``
-runs), and 2 untimed ``Generator._decode`` steps (compilation for this cache
+``Generator.prefill`` (the compiled prefill that ``gemma_kit.generate.Generator``
+runs), and 2 untimed ``Generator.decode`` steps (compilation for this cache
 shape). Then ``--rounds`` rounds visit the positions in turn, each timing
 ``--steps`` decode steps per position (each fetching the sampled id to the host
 as the generation loop does); a position's rate is its median round. Visiting
 the positions in turn matters on a shared machine: measured one after the
 other, a change of load lands on one position and reads as a slowdown with
-length. Cache bytes: ``gemma_kit.griffin.backbone.cache_bytes``
+length. Cache bytes: ``gemma_kit.nn.cache_bytes``
 (the sum of every cache tensor's size), for both models.
 """
 
@@ -48,7 +48,7 @@ EXTRA = 64          # cache slots beyond the prompt
 
 def configs(width, blocks, gemma_kv_heads):
     from gemma_kit import GemmaConfig
-    from gemma_kit.griffin import GriffinConfig, griffin_block_types
+    from gemma_kit.models.griffin import GriffinConfig, griffin_block_types
 
     head_dim = 64
     heads = width // head_dim
@@ -75,7 +75,7 @@ def measure(backbone, positions, steps, rounds=5, seed=0):
     from keras import ops
 
     from gemma_kit.generate import Generator
-    from gemma_kit.griffin.backbone import cache_bytes
+    from gemma_kit.nn import cache_bytes
 
     generator = Generator(backbone)
     greedy = dict(temperature=ops.convert_to_tensor(np.float32(1.0)), top_p=ops.convert_to_tensor(np.float32(1.0)),
@@ -85,7 +85,7 @@ def measure(backbone, positions, steps, rounds=5, seed=0):
 
     def step(state):
         ids, t, caches = state
-        ids, caches = generator._decode(ops.convert_to_tensor(ids[:, None]),
+        ids, caches = generator.decode(ops.convert_to_tensor(ids[:, None]),
                                         ops.convert_to_tensor(np.int32(t)), start, caches, None, **greedy)
         return np.asarray(ops.convert_to_numpy(ids), np.int32), t + 1, caches
 
@@ -95,7 +95,7 @@ def measure(backbone, positions, steps, rounds=5, seed=0):
         size = cache_bytes(caches)
         prompt = rng.integers(1, backbone.config.vocab_size, (1, position)).astype(np.int32)
         t0 = time.perf_counter()
-        ids, caches = generator._prefill(ops.convert_to_tensor(prompt), start, caches, None, **greedy)
+        ids, caches = generator.prefill(ops.convert_to_tensor(prompt), start, caches, None, **greedy)
         ids = np.asarray(ops.convert_to_numpy(ids), np.int32)
         prefill_s = time.perf_counter() - t0            # compilation included
         state = (ids, position, caches)
@@ -133,7 +133,7 @@ def main():
 
     import keras
     from gemma_kit import GemmaBackbone
-    from gemma_kit.griffin import GriffinBackbone
+    from gemma_kit.models.griffin import GriffinBackbone
 
     keras.config.set_floatx("float32")
     griffin_config, gemma_config = configs(args.width, args.blocks, args.gemma_kv_heads or heads)

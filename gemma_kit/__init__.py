@@ -5,27 +5,28 @@
     print(model.generate("The capital of France is", max_new_tokens=16))
 
 Runs on the JAX (default), TensorFlow and PyTorch backends: set
-``KERAS_BACKEND`` before the first ``import keras``.
+``KERAS_BACKEND`` before the first ``import keras``. The layout is described in
+``docs/ARCHITECTURE.md``: ``nn/`` holds the building blocks every family shares,
+``models/<family>/`` each family with the same file names.
 """
 
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from .backbone import GemmaBackbone  # noqa: E402
-from .config import GemmaConfig  # noqa: E402
 from .fim import fim_prompt  # noqa: E402
-from .griffin import GriffinBackbone, GriffinConfig  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
 from .memory import memory_plan  # noqa: E402
 from .model import GemmaModel  # noqa: E402
+from .models import GemmaBackbone, GemmaConfig, GriffinBackbone, GriffinConfig, backbone_class  # noqa: E402
+from .presets import PRESETS  # noqa: E402
 from .sampling import SAMPLERS  # noqa: E402
 
 __version__ = "0.1.0"
 
 
 def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
-    """Load a model by name (``"gemma3_270m"``) or from a checkpoint path (``.gguf``).
+    """Load a model by preset name (``"gemma3_270m"``, ``"gemma_2b_en"``, ...) or from a checkpoint path.
 
     ``dtype``: the Keras dtype policy for weights and compute, e.g. ``"float32"``
     (the default) or ``"bfloat16"``. ``options`` go to the format's loader, e.g.
@@ -36,4 +37,4 @@ def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
 
 
 __all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "GriffinBackbone", "GriffinConfig", "SAMPLERS",
-           "NAMED_SOURCES", "read_config", "memory_plan", "fim_prompt"]
+           "NAMED_SOURCES", "PRESETS", "backbone_class", "read_config", "memory_plan", "fim_prompt"]

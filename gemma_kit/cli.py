@@ -36,22 +36,10 @@ def _build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="configuration and parameter count, without loading weights")
     info.add_argument("model")
 
-    # serve: every flag defaults to None so that AIP_* / GEMMA_KIT_* variables decide (serving/settings.py).
-    serve = commands.add_parser("serve", help="an HTTP server for predictions (Vertex AI's container contract)")
-    serve.add_argument("--model", default=None, help="a source for gemma_kit.load (default: $AIP_STORAGE_URI, "
-                       "$GEMMA_KIT_MODEL, then gemma3_270m)")
-    serve.add_argument("--port", type=int, default=None, help="default: $AIP_HTTP_PORT or 8080")
-    serve.add_argument("--host", default=None, help="default: 0.0.0.0")
-    serve.add_argument("--lora", default=None, help="a LoRA adapter file to load before serving")
-    serve.add_argument("--dtype", default=None)
-    serve.add_argument("--max-batch", type=int, default=None, help="rows per generation call; 1 = no batching")
-    serve.add_argument("--max-wait-ms", type=float, default=None, help="how long a batch waits to fill")
-    serve.add_argument("--max-queue", type=int, default=None, help="queued instances before answering 503")
-    serve.add_argument("--max-instances", type=int, default=None, help="instances per request")
-    serve.add_argument("--max-tokens", type=int, default=None, help="the largest max_tokens a request may ask")
-    serve.add_argument("--max-prompt-tokens", type=int, default=None)
-    serve.add_argument("--warmup", default=None, choices=("all", "1", "none"),
-                       help="compile every batch size before turning healthy (all), only batch 1, or none")
+    # `serve` has its own flags (gemma_kit/serving/settings.py): main() hands it the rest of the line, so
+    # `generate` and `info` never import the web server.
+    commands.add_parser("serve", help="an HTTP server for predictions (Vertex AI's container contract); "
+                        "gemma-kit serve --help lists its flags", add_help=False)
     return parser
 
 
@@ -75,37 +63,41 @@ def _generate(args) -> int:
     return 0
 
 
+# One letter per layer kind, for the layer pattern of any family.
+LAYER_LETTERS = {"local": ("L", "local"), "global": ("G", "global"), "recurrent": ("R", "recurrent"),
+                 "attention": ("A", "local attention")}
+
+
+def _pattern(kinds) -> str:
+    """("local", "local", "global") -> "LLG  (L = local, G = global)"."""
+    legend = ", ".join(f"{LAYER_LETTERS[k][0]} = {LAYER_LETTERS[k][1]}" for k in dict.fromkeys(kinds))
+    return "".join(LAYER_LETTERS[k][0] for k in kinds) + f"  ({legend})"
+
+
 def _info(args) -> int:
-    from . import read_config
+    from .loaders import read_config
+    from .presets import PRESETS
 
     config = read_config(args.model)
     width = max(len(k) for k in config.to_dict())
     for key, value in config.to_dict().items():
-        if key == "layer_types":
-            value = "".join("L" if t == "local" else "G" for t in value) + "  (L = local, G = global)"
-        elif key == "block_types":                                            # RecurrentGemma
-            value = "".join("R" if t == "recurrent" else "A" for t in value) + "  (R = recurrent, A = local attention)"
-        print(f"{key:<{width}}  {value}")
+        print(f"{key:<{width}}  {_pattern(value) if key in ('layer_types', 'block_types') else value}")
     print(f"{'parameters':<{width}}  {config.num_parameters():,}")
-    from .presets import PRESETS
     if args.model in PRESETS:
         preset = PRESETS[args.model]
-        print(f"{'official':<{width}}  {preset.official_parameters:,}  (keras-hub preset metadata)")
+        print(f"{'official':<{width}}  {preset.official_parameters:,}  ({preset.official_source})")
         print(f"{'kaggle':<{width}}  {preset.kaggle_handle}\n{'hugging face':<{width}}  {preset.hf_repo}")
     return 0
 
 
-def _serve(args) -> int:
-    from .serving import Settings, run
-
-    flags = {k: v for k, v in vars(args).items() if k != "command"}
-    return run(Settings.from_env(**flags))
-
-
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["serve"]:
+        from .serving.server import main as serve
+        return serve(argv[1:], prog="gemma-kit serve")
     args = _build_parser().parse_args(argv)
     try:
-        return {"generate": _generate, "info": _info, "serve": _serve}[args.command](args)
+        return {"generate": _generate, "info": _info}[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
         print(f"gemma-kit: error: {error}", file=sys.stderr)
         return 2

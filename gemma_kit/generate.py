@@ -13,8 +13,11 @@ index for the whole batch); ``start[b]`` marks where sequence ``b`` begins.
 Prompt lengths are rounded up to a few bucket sizes and the cache to a
 multiple of 128, so the compiled functions are reused across calls.
 
-The two compiled functions take and return the cache, so they work for any
-backbone with ``init_cache``, ``prefill`` and ``decode`` (Gemma and Griffin).
+The two compiled functions, ``Generator.prefill`` and ``Generator.decode``, take
+and return the cache, so they work for every backbone (``nn/backbone.py``:
+``init_cache``, ``prefill``, ``decode``). Each returns the sampled next ids
+(batch,) and the new cache; a lesson or a benchmark may call them directly to
+place a cache at a chosen position.
 """
 
 from __future__ import annotations
@@ -43,8 +46,10 @@ class Generator:
 
     def __init__(self, backbone):
         self.backbone = backbone
-        self._prefill = compile_model_function(backbone, self._prefill_step, ("sampler", "top_k"), donate_argnums=(2,))
-        self._decode = compile_model_function(backbone, self._decode_step, ("sampler", "top_k"), donate_argnums=(3,))
+        # prefill(token_ids, start, caches, noise, temperature, top_p, sampler=, top_k=) -> (next ids, caches)
+        self.prefill = compile_model_function(backbone, self._prefill_step, ("sampler", "top_k"), donate_argnums=(2,))
+        # decode(token_ids, time, start, caches, noise, temperature, top_p, sampler=, top_k=) -> (next ids, caches)
+        self.decode = compile_model_function(backbone, self._decode_step, ("sampler", "top_k"), donate_argnums=(3,))
 
     # The two compiled steps: a forward pass, then the sampler, all on the device.
     def _prefill_step(self, token_ids, start, caches, noise, temperature, top_p, sampler, top_k):
@@ -87,7 +92,7 @@ class Generator:
             return
 
         caches = self.backbone.init_cache(batch, cache_len)
-        next_ids, caches = self._prefill(ops.convert_to_tensor(token_ids), ops.convert_to_tensor(start),
+        next_ids, caches = self.prefill(ops.convert_to_tensor(token_ids), ops.convert_to_tensor(start),
                                          caches, draw(), **args)
         previous = None
         for step in range(max_new_tokens):
@@ -99,7 +104,7 @@ class Generator:
             previous = ids
             if done.all() or step == max_new_tokens - 1:
                 return
-            next_ids, caches = self._decode(ops.convert_to_tensor(ids[:, None]), _scalar(prompt_len + step, "int32"),
+            next_ids, caches = self.decode(ops.convert_to_tensor(ids[:, None]), _scalar(prompt_len + step, "int32"),
                                             ops.convert_to_tensor(start), caches, draw(), **args)
 
     def _tokens_without_cache(self, token_ids, start, max_new_tokens, draw, stop, args):
@@ -110,7 +115,7 @@ class Generator:
             padded[:, -prompt_len:] = token_ids
             shift = padded.shape[1] - prompt_len
             caches = self.backbone.init_cache(len(token_ids), padded.shape[1])
-            next_ids, _ = self._prefill(ops.convert_to_tensor(padded), ops.convert_to_tensor(start + shift),
+            next_ids, _ = self.prefill(ops.convert_to_tensor(padded), ops.convert_to_tensor(start + shift),
                                         caches, draw(), **args)
             ids = np.asarray(ops.convert_to_numpy(next_ids), np.int32)
             ids = np.where(done, token_ids[:, -1], ids)

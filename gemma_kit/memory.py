@@ -44,7 +44,7 @@ import dataclasses
 import os
 from typing import Dict, Optional
 
-from .config import LOCAL, GemmaConfig
+from .models.gemma.config import LOCAL, GemmaConfig
 
 GB = 10 ** 9
 
@@ -184,14 +184,22 @@ class MemoryPlan:
 
 
 def _config_of(name_or_config):
-    if isinstance(name_or_config, GemmaConfig):
-        return name_or_config
-    from .presets import PRESETS, get_preset
-    source = os.fspath(name_or_config)
-    if source in PRESETS or not (os.path.exists(source) or "://" in source):
-        return get_preset(source).config              # a ValueError naming close presets
-    from .loaders import read_config
-    return read_config(source)                        # a checkpoint path or handle
+    config = name_or_config
+    if not dataclasses.is_dataclass(config):
+        from .presets import PRESETS, get_preset
+        source = os.fspath(name_or_config)
+        if source in PRESETS or not (os.path.exists(source) or "://" in source):
+            config = get_preset(source).config        # a ValueError naming close presets
+        else:
+            from .loaders import read_config
+            config = read_config(source)              # a checkpoint path or handle
+    if not isinstance(config, GemmaConfig):
+        # The activation and cache terms above are a transformer's; Griffin's fixed-size state needs
+        # its own (gemma_kit.distributed.device_memory counts any family's weights and optimizer state).
+        raise TypeError(f"memory_plan covers the Gemma transformers (GemmaConfig); {config.name} is a "
+                        f"{type(config).__name__}: use gemma_kit.distributed.device_memory for its weights "
+                        f"and optimizer state, and gemma_kit.nn.cache_bytes(backbone.init_cache(...)) for its cache")
+    return config
 
 
 def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, sequence_length: int = 1024,

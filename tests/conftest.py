@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 import gemma_kit  # noqa: E402
-from gemma_kit.config import GemmaConfig, gemma3_layer_types  # noqa: E402
+from gemma_kit.models.gemma.config import GemmaConfig, gemma3_layer_types  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -23,9 +23,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from gemma_kit import GemmaBackbone, GemmaConfig, GriffinBackbone, distributed  # noqa: E402
-from gemma_kit.config import gemma2_layer_types, gemma3_layer_types  # noqa: E402
+from gemma_kit.models.gemma.config import gemma2_layer_types, gemma3_layer_types  # noqa: E402
 from gemma_kit.generate import Generator  # noqa: E402
-from gemma_kit.griffin.config import GriffinConfig, griffin_block_types  # noqa: E402
+from gemma_kit.models.griffin.config import GriffinConfig, griffin_block_types  # noqa: E402
 from gemma_kit.tuning import enable_lora  # noqa: E402
 
 MESHES = ("1x8", "2x4", "8x1")

@@ -10,7 +10,7 @@ import pytest
 from keras import ops
 
 import gemma_kit
-from gemma_kit.config import gemma2_layer_types
+from gemma_kit.models.gemma.config import gemma2_layer_types
 from gemma_kit.generate import Generator
 from conftest import randomize, tiny_gemma3_config
 

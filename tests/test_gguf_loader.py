@@ -47,6 +47,16 @@ def test_not_a_gguf_file(tmp_path):
         gemma_kit.load(str(path))
 
 
+@pytest.mark.parametrize("name", ["model.gguf", "model.bin", "model.safetensors", "2b.pt"])
+def test_empty_file_says_so(tmp_path, name):
+    path = tmp_path / name
+    path.write_bytes(b"")
+    for read in (gemma_kit.load, gemma_kit.read_config):
+        with pytest.raises(ValueError, match="empty") as error:
+            read(str(path))
+        assert str(path) in str(error.value)
+
+
 def test_truncated_file(tmp_path, tiny):
     config, _, tensors = tiny
     path = write_gguf(tmp_path / "tiny.gguf", config, tensors)
@@ -82,8 +92,11 @@ def test_shape_mismatch_is_named(tmp_path, tiny):
 
 
 def test_unknown_model_name_lists_the_known_ones():
-    with pytest.raises(ValueError, match="Known names: gemma3_270m"):
+    with pytest.raises(ValueError, match="Known names: gemma3_270m") as error:
         gemma_kit.load("gemma9_1t")
+    assert all(name in str(error.value) for name in gemma_kit.PRESETS)      # the one preset table
+    with pytest.raises(ValueError, match="Did you mean 'gemma3_1b'"):
+        gemma_kit.read_config("gemma3_1bb")
     with pytest.raises(FileNotFoundError):
         read_gguf("/no/such/file.gguf")
 

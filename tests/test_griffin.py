@@ -24,9 +24,10 @@ from keras import ops
 import gemma_kit
 from gemma_kit.compile import compile_model_function, enable_jax_compilation_cache
 from gemma_kit.generate import Generator
-from gemma_kit.griffin.backbone import cache_bytes
-from gemma_kit.griffin.config import GRIFFIN_PRESETS, round_to_bfloat16
-from gemma_kit.griffin.rg_lru import linear_scan
+from gemma_kit.nn import cache_bytes
+from gemma_kit.models.griffin.config import round_to_bfloat16
+from gemma_kit.presets import PRESETS as GRIFFIN_PRESETS
+from gemma_kit.models.griffin.rg_lru import linear_scan
 
 import jax  # noqa: E402  the official reference model is JAX; the test set-up installs it
 import recurrentgemma  # noqa: E402,F401
@@ -251,7 +252,7 @@ def test_cache_size_does_not_grow_with_generated_tokens(official):
     ref = official["plain"]
     backbone = gemma_kit.load(ref.pt, **ref.overrides).backbone
     generator, sizes = Generator(backbone), {}
-    compiled_decode = generator._decode
+    compiled_decode = generator.decode
 
     def decode(ids, time, start, caches, *args, **kwargs):
         step = len(sizes.setdefault("steps", [])) + 1
@@ -259,7 +260,7 @@ def test_cache_size_does_not_grow_with_generated_tokens(official):
         if step in (10, 999):                       # the cache holding 10 (1,000) generated tokens
             sizes[step] = cache_bytes(caches)
         return compiled_decode(ids, time, start, caches, *args, **kwargs)
-    generator._decode = decode
+    generator.decode = decode
     produced = list(generator.tokens([[1, 2, 3, 4, 5]], max_new_tokens=1000))
     assert len(produced) == 1000
     short = cache_bytes(backbone.init_cache(1, 16 + 10))

@@ -9,6 +9,9 @@ with ``gemma_kit.load``. transformers lets a query see ``window`` keys where the
 - up to the window the two agree;
 - past it they differ, and loading with ``attention_window_size=window - 1`` reproduces
   transformers exactly, which pins the difference down to that one key.
+
+Also here: the folder a RecurrentGemma preset downloads from Kaggle (DeepMind's ``2b.pt`` and
+``tokenizer.model``, ``kaggle://google/recurrentgemma/pyTorch/2b``) loads as that ``.pt``.
 """
 
 import json
@@ -19,7 +22,7 @@ import pytest
 import torch
 
 import gemma_kit
-from gemma_kit.loaders.griffin import GriffinCheckpointError
+from gemma_kit.loaders.deepmind import GriffinCheckpointError
 
 VOCAB, WINDOW, SEQ = 320, 6, 20
 
@@ -115,3 +118,39 @@ def test_broken_folders_name_the_problem(hf_folder, tmp_path):
         gemma_kit.load(str(missing))
     with pytest.raises(TypeError, match="unknown option"):
         gemma_kit.load(folder, attention_window=4)
+
+
+def test_kaggle_pytorch_folder_loads_as_its_pt_file(tmp_path, monkeypatch):
+    """A preset name -> its kaggle:// handle -> a folder with ``2b.pt`` and ``tokenizer.model`` (kagglehub's
+    layout) -> DeepMind's .pt format, with the tokenizer beside it; logits as the official torch model's."""
+    from recurrentgemma import common, torch as rgt
+    from tiny_gguf import tiny_tokenizer
+    from gemma_kit.loaders import kaggle
+
+    R, A = common.TemporalBlockType.RECURRENT, common.TemporalBlockType.ATTENTION
+    config = common.GriffinConfig(vocab_size=VOCAB, width=24, mlp_expanded_width=40, num_heads=2, block_types=(R, R, A),
+                                  embeddings_scale_by_sqrt_dim=True, attention_window_size=2048, logits_soft_cap=30.0)
+    torch.manual_seed(1)
+    official = rgt.Griffin(config, gradient_checkpointing=False).eval()
+    with torch.no_grad():                       # every weight random, norm scales and biases included
+        for name, param in official.named_parameters():
+            param.uniform_(-3.0, 1.0) if name.endswith("a_param") else param.normal_(0.0, 0.3)
+    folder = tmp_path / "google" / "recurrentgemma" / "pyTorch" / "2b" / "1"
+    folder.mkdir(parents=True)
+    torch.save(official.state_dict(), folder / "2b.pt")
+    tiny_tokenizer().save(str(folder / "tokenizer.model"))
+
+    handles = []
+    monkeypatch.setattr(kaggle, "DOWNLOAD", lambda handle: handles.append(handle) or str(folder))
+    model = gemma_kit.load("recurrent_gemma_2b_en")
+    assert handles == ["google/recurrentgemma/pyTorch/2b"]
+    assert model.config.name == "recurrentgemma_2b" and model.tokenizer.vocab_size == VOCAB
+    tokens = _tokens(2)
+    with torch.no_grad():
+        expected = official(torch.as_tensor(tokens, dtype=torch.long), torch.arange(SEQ).expand(2, SEQ),
+                            return_cache=False)[0].float().numpy()
+    np.testing.assert_allclose(model.logits(tokens), expected, atol=1e-4, rtol=0)
+    assert gemma_kit.read_config(str(folder)) == gemma_kit.read_config(str(folder / "2b.pt")) == model.config
+    torch.save(official.state_dict(), folder / "copy.pt")                   # two .pt files: which one?
+    with pytest.raises(ValueError, match="not a checkpoint format"):
+        gemma_kit.read_config(str(folder))

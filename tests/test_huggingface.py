@@ -21,10 +21,11 @@ import transformers  # noqa: E402
 import gemma_kit  # noqa: E402
 import keras  # noqa: E402
 from keras import ops  # noqa: E402
-from gemma_kit.config import gemma2_layer_types  # noqa: E402
+from gemma_kit.models.gemma.config import gemma2_layer_types  # noqa: E402
 from gemma_kit.loaders import hf_config, huggingface as hf  # noqa: E402
 from gemma_kit.loaders.hf_tokenizer import JsonTokenizer, NoTokenizerError  # noqa: E402
-from gemma_kit.loaders.huggingface import HuggingFaceFormatError, config_from_hf  # noqa: E402
+from gemma_kit.loaders.hf_config import config_from_hf  # noqa: E402
+from gemma_kit.loaders.hf_files import HuggingFaceFormatError  # noqa: E402
 from gemma_kit.tokenizer import GemmaTokenizer, StreamingDecoder  # noqa: E402
 from conftest import randomize, tiny_gemma3_config  # noqa: E402
 from tiny_gguf import tiny_tokenizer  # noqa: E402
@@ -224,6 +225,16 @@ def test_config_problems_are_named(gemma1_copy):
     os.remove(gemma1_copy / "model.safetensors")
     with pytest.raises(HuggingFaceFormatError, match="no weights: expected model.safetensors"):
         gemma_kit.load(str(gemma1_copy))
+
+
+def test_corrupt_weights_file_is_named(gemma1_copy):
+    weights = gemma1_copy / "model.safetensors"
+    data = weights.read_bytes()
+    for broken in (data[:len(data) // 2], b"", b"not a safetensors file" * 4):   # truncated, empty, garbage
+        weights.write_bytes(broken)
+        with pytest.raises(HuggingFaceFormatError, match="not a readable .safetensors file") as error:
+            gemma_kit.load(str(gemma1_copy))
+        assert str(weights) in str(error.value)
 
 
 def test_hf_handles_go_through_the_download_function(saved, monkeypatch):

@@ -22,7 +22,7 @@ from keras import ops
 import gemma_kit
 from conftest import randomize, tiny_gemma3_config
 from gemma_kit.export.keras_hub import copy_weights_to_keras_hub, keras_hub_backbone
-from gemma_kit.loaders import keras_hub as loader
+from gemma_kit.loaders import kaggle
 from gemma_kit.loaders.keras_hub import KerasHubFormatError
 from tiny_gguf import tiny_tokenizer
 
@@ -204,7 +204,7 @@ def gemma1_folder(tmp_path_factory):
 def test_kaggle_handle_goes_through_the_download_function(monkeypatch, gemma1_folder):
     folder, backbone = gemma1_folder
     handles = []
-    monkeypatch.setattr(loader, "DOWNLOAD", lambda handle: handles.append(handle) or folder)
+    monkeypatch.setattr(kaggle, "DOWNLOAD", lambda handle: handles.append(handle) or folder)
     model = gemma_kit.load("kaggle://keras/gemma/keras/gemma_2b_en/2")      # a Keras tutorial's handle
     assert handles == ["keras/gemma/keras/gemma_2b_en/2"]
     assert model.config.name == "gemma_2b_en"
@@ -215,7 +215,7 @@ def test_kaggle_handle_goes_through_the_download_function(monkeypatch, gemma1_fo
 
     def offline(handle):
         raise ConnectionError("no internet")
-    monkeypatch.setattr(loader, "DOWNLOAD", offline)
+    monkeypatch.setattr(kaggle, "DOWNLOAD", offline)
     with pytest.raises(RuntimeError, match="Could not download 'kaggle://keras/gemma/keras/gemma_2b_en' .*licence"):
         gemma_kit.load("kaggle://keras/gemma/keras/gemma_2b_en")
     with pytest.raises(ValueError, match="not a Kaggle model handle"):

@@ -18,7 +18,7 @@ from keras import ops
 
 import gemma_kit
 from gemma_kit import tuning
-from gemma_kit.griffin import GriffinBackbone, GriffinConfig
+from gemma_kit.models.griffin import GriffinBackbone, GriffinConfig
 from conftest import randomize, tiny_gemma3_config
 from tiny_gguf import tiny_tokenizer
 

@@ -16,7 +16,7 @@ import keras
 import pytest
 
 import gemma_kit
-from gemma_kit.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
+from gemma_kit.models.gemma.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
 from gemma_kit.memory import DEVICES, GB, MemoryPlan, lora_parameters, memory_plan
 
 # -- hand-checked numbers for real presets -----------------------------------------------------

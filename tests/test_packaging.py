@@ -1,8 +1,13 @@
 """The project's set-up files agree with each other (a fresh clone installs what the code needs)."""
 
+import os
 import re
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 
+import pytest
 import yaml
 
 try:
@@ -37,3 +42,25 @@ def test_ci_calls_make_test_and_the_readme_opens_with_the_two_commands():
     readme = (ROOT / "README.md").read_text()
     assert readme.index("make demo") < readme.index("make test")
     assert "torch==2.13.0" in (ROOT / "Makefile").read_text()
+
+
+def _run(code):
+    """Run ``code`` in a fresh interpreter with the JAX backend, from outside the repository's folder."""
+    env = {**os.environ, "KERAS_BACKEND": "jax"}
+    return subprocess.run([sys.executable, "-c", code], env=env, cwd=tempfile.gettempdir(), capture_output=True,
+                          text=True, timeout=600)
+
+
+@pytest.mark.once
+def test_import_and_load_pull_in_neither_tensorflow_nor_keras_hub():
+    done = _run("import gemma_kit, sys; gemma_kit.load('gemma3_270m'); "
+                "print(sorted(m for m in ('tensorflow', 'keras_hub', 'torch') if m in sys.modules))")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert "tensorflow" not in done.stderr.lower() and "cuda" not in done.stderr.lower(), done.stderr[-2000:]
+
+
+def test_serving_does_not_import_the_cli():
+    done = _run("import gemma_kit.serving, gemma_kit.serving.server, sys; print('gemma_kit.cli' in sys.modules)")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "False"

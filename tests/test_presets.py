@@ -1,10 +1,10 @@
-"""Every preset: its parameter count equals the official one, its handle is keras-hub's, no download."""
+"""The one preset table: every count equals the official one, handles are keras-hub's, names agree, no download."""
 
 import pytest
 
 import gemma_kit
 from gemma_kit.cli import main
-from gemma_kit.config import GLOBAL, LOCAL, GemmaConfig
+from gemma_kit.models.gemma.config import GLOBAL, LOCAL, GemmaConfig
 from gemma_kit.presets import PRESETS, get_preset, preset_handle
 
 # The official counts the task names, written out here so a typo in presets.py cannot hide.
@@ -23,6 +23,9 @@ FAMILY = [
     "code_gemma_1.1_instruct_7b_en",
 ]
 
+GRIFFIN = ["recurrent_gemma_2b_en", "recurrent_gemma_instruct_2b_en", "recurrent_gemma_9b_en",
+           "recurrent_gemma_instruct_9b_en"]
+
 
 def _keras_hub_presets():
     from keras_hub.src.models.gemma.gemma_presets import backbone_presets as gemma
@@ -31,10 +34,38 @@ def _keras_hub_presets():
 
 
 def test_the_whole_family_is_there():
-    assert sorted(PRESETS) == sorted(FAMILY)
+    assert sorted(PRESETS) == sorted(FAMILY + GRIFFIN)
 
 
-@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("name", FAMILY + GRIFFIN)
+def test_every_row_has_the_same_fields(name):
+    preset = PRESETS[name]
+    assert preset.kaggle_handle.startswith("kaggle://") and preset.hf_repo.startswith("google/")
+    assert preset.official_source and preset.name == name
+
+
+@pytest.mark.parametrize("name", sorted(set(PRESETS) | set(gemma_kit.NAMED_SOURCES)))
+def test_load_and_info_know_the_same_names(name, monkeypatch, capsys):
+    """Every name ``gemma-kit info`` knows, ``gemma_kit.load`` resolves (here up to the download), and back."""
+    from gemma_kit import loaders
+    assert main(["info", name]) == 0 and "parameters" in capsys.readouterr().out
+    fetched = []
+    monkeypatch.setitem(loaders.SCHEMES, "kaggle", lambda rest: fetched.append(rest) or "/downloaded/folder")
+    path = loaders.resolve(name)
+    if name in gemma_kit.NAMED_SOURCES:                  # shipped on PyPI: a real local file, no download
+        assert path.endswith(".gguf") and not fetched
+    else:
+        assert path == "/downloaded/folder" and fetched == [PRESETS[name].kaggle_handle.removeprefix("kaggle://")]
+
+
+def test_an_unknown_name_is_unknown_to_both(capsys):
+    from gemma_kit import loaders
+    assert main(["info", "gemma5_9000b"]) == 2 and "gemma5_9000b" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="gemma5_9000b"):
+        loaders.resolve("gemma5_9000b")
+
+
+@pytest.mark.parametrize("name", FAMILY + GRIFFIN)
 def test_parameter_count_equals_the_official_count(name):
     preset = PRESETS[name]
     assert preset.config.num_parameters() == preset.official_parameters
@@ -54,7 +85,7 @@ def test_count_and_handle_agree_with_keras_hub(name):
     assert preset_handle(name).startswith("kaggle://") and PRESETS[name].hf_repo.startswith("google/")
 
 
-@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("name", FAMILY + GRIFFIN)
 def test_read_config_needs_no_download(name, monkeypatch):
     from gemma_kit import loaders
 

@@ -108,8 +108,19 @@ def test_bad_inputs_are_named(tiny_model, captured):
         viz.head_probs(captured, 0, head=7)
     with pytest.raises(ValueError, match="no RG-LRU gates"):
         viz.gate_heatmaps(captured, 0)
-    with pytest.raises(ValueError, match="segment_pos is for RecurrentGemma"):
-        viz.run_and_capture(tiny_model, [5, 6], segment_pos=[0, 1])
+    with pytest.raises(ValueError, match="segment_pos has 3 entries for 2 tokens"):
+        viz.run_and_capture(tiny_model, [5, 6], segment_pos=[0, 1, 2])
+
+
+def test_segment_pos_separates_documents_in_every_family(tiny_model):
+    """Gemma shares the backbone skeleton with Griffin, so packed documents work for it too:
+    no query attends across a document start, and each document reads as if it were alone."""
+    ids = np.arange(10, 22, dtype=np.int32)[None]                         # two documents of 6 tokens
+    cap = viz.run_and_capture(tiny_model, ids, segment_pos=[list(range(6)) * 2])
+    for probs in cap.attention:
+        assert not probs[0, :, 6:, :6].any()                              # the second never sees the first
+    alone = viz.run_and_capture(tiny_model, ids[:, 6:])
+    np.testing.assert_allclose(cap.hidden[-1][0, 6:], alone.hidden[-1][0], atol=1e-4, rtol=1e-4)
 
 
 # -- Griffin --------------------------------------------------------------------------------------
@@ -174,7 +185,7 @@ def test_griffin_gates_and_attention_reproduce_each_block(griffin):
     x = n(griffin.token_embedding(ids)) * griffin.config.embedding_scale       # (1, seq, width)
     for i, block in enumerate(griffin.blocks):
         normed = block.temporal_pre_norm(x.astype("float32"))
-        if block.block_type == "recurrent":
+        if block.layer_type == "recurrent":
             rec = block.recurrent_block
             u = n(rec.conv_1d(rec.linear_x(normed), segment_pos)[0])[0]        # (seq, lru_width)
             gate_x, gate_a, decay = (n(found[k][i])[0] for k in ("input_gate", "a_gate", "decay"))

@@ -36,8 +36,8 @@ import dataclasses
 import re
 from typing import List, Optional, Tuple
 
-from ..config import GemmaConfig
-from ..griffin.config import ATTENTION, GriffinConfig
+from ..models.gemma.config import GemmaConfig
+from ..models.griffin.config import ATTENTION, GriffinConfig
 from .mesh import MODEL, parse_mesh
 
 
@@ -118,14 +118,16 @@ def griffin_rules(config: GriffinConfig, model: int) -> List[Rule]:
     return rules
 
 
+# Each family's weights by their paths in its backbone: one entry per family.
+RULES = {GemmaConfig: gemma_rules, GriffinConfig: griffin_rules}
+
+
 def layout_rules(config, model: int) -> List[Rule]:
     """The rules for ``config`` with ``model`` devices on the model axis (pure Python, no devices)."""
-    if isinstance(config, GemmaConfig):
-        rules = gemma_rules(config, model)
-    elif isinstance(config, GriffinConfig):
-        rules = griffin_rules(config, model)
-    else:
-        raise TypeError(f"no layout rules for {type(config).__name__}; expected a GemmaConfig or GriffinConfig")
+    if type(config) not in RULES:
+        raise TypeError(f"no layout rules for {type(config).__name__}; expected one of "
+                        f"{', '.join(c.__name__ for c in RULES)}")
+    rules = RULES[type(config)](config, model)
     if model > 1 and not any(MODEL in rule.axes for rule in rules):
         raise ValueError(f"a model axis of {model} devices can split nothing in {config.name}: no head count, "
                          f"MLP width or vocabulary size divides by {model}; use a smaller model axis "

@@ -25,7 +25,6 @@ import dataclasses
 import math
 from typing import Dict, List, Optional, Tuple
 
-from ..config import GemmaConfig
 from ..memory import DEVICES, GB, OPTIMIZERS
 from .layouts import axes_for, layout_rules
 from .mesh import MODEL, mesh_name, parse_mesh
@@ -52,11 +51,11 @@ def variable_specs(config_or_name, dtype: Optional[str] = None, lora_rank: Optio
     import keras
     from keras.src.backend.common import global_state   # Keras' list of variables awaiting initialisation
 
-    from .. import GemmaBackbone, GriffinBackbone
+    from ..models import backbone_class
     from ..tuning import enable_lora
     config = _config_of(config_or_name)
     with keras.StatelessScope(initialize_variables=False):       # shapes only: values are deferred
-        backbone = (GemmaBackbone if isinstance(config, GemmaConfig) else GriffinBackbone)(config, dtype=dtype)
+        backbone = backbone_class(config)(config, dtype=dtype)
         if lora_rank:
             enable_lora(backbone, rank=lora_rank, targets=lora_targets, verbose=False)
     specs = [VariableSpec(v.path, tuple(int(n) for n in v.shape), v.dtype, v.trainable) for v in backbone.weights]

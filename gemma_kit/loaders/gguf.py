@@ -19,8 +19,9 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
+from ..models.gemma.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
 from .gguf_file import GGUFError, read_gguf
+from .registry import Format
 
 SUPPORTED_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
 
@@ -117,7 +118,7 @@ def load_gguf_weights(backbone, gguf_file) -> None:
 
 def load_gguf(path, dtype=None):
     """(config, backbone, tokenizer) from a ``.gguf`` file."""
-    from ..backbone import GemmaBackbone
+    from ..models.gemma.backbone import GemmaBackbone
     from ..tokenizer import GemmaTokenizer
 
     gguf_file = read_gguf(path)
@@ -126,3 +127,20 @@ def load_gguf(path, dtype=None):
     backbone = GemmaBackbone(config, dtype=dtype, random_init=False)
     load_gguf_weights(backbone, gguf_file)
     return config, backbone, tokenizer
+
+
+def read_gguf_config(path) -> GemmaConfig:
+    """The config of a ``.gguf`` file, from its header: no tensor is read."""
+    return config_from_gguf_metadata(read_gguf(path).metadata, path)
+
+
+def is_gguf(path) -> bool:
+    """A ``.gguf`` file, or any file that starts with the magic bytes ``GGUF``."""
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        return False
+    with open(path, "rb") as f:
+        return path.endswith(".gguf") or f.read(4) == b"GGUF"
+
+
+GGUF_FORMAT = Format("gguf", is_gguf, load_gguf, read_gguf_config)

@@ -27,7 +27,6 @@ import struct
 from typing import Any, Dict, Tuple
 
 import numpy as np
-import gguf
 
 # GGUF metadata value types -> struct format (for scalars).
 _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?",
@@ -115,6 +114,8 @@ class GGUFFile:
             ggml_type, offset = cur.scalar("<I"), cur.scalar("<Q")
             infos.append((name, tuple(reversed(dims)), ggml_type, offset))
 
+        import gguf   # its quantization table; imported on first read, so `import gemma_kit` stays quick
+
         alignment = int(self.metadata.get("general.alignment", 32))
         data_start = -(-cur.pos // alignment) * alignment   # round up to the alignment
         self.tensors: Dict[str, TensorInfo] = {}
@@ -136,6 +137,8 @@ class GGUFFile:
         """The tensor ``name`` as a float32 NumPy array of its NumPy shape."""
         if name not in self.tensors:
             raise KeyError(f"{self.path}: tensor {name!r} is missing")
+        import gguf
+
         info = self.tensors[name]
         raw = self._data[info.offset:info.offset + info.nbytes]
         if info.ggml_type == gguf.GGMLQuantizationType.F32:

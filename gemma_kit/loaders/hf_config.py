@@ -1,4 +1,5 @@
-"""transformers' ``config.json`` -> GemmaConfig, for Gemma 1, 2 and 3 (and the text part of multimodal Gemma 3).
+"""transformers' ``config.json`` -> GemmaConfig for Gemma 1, 2 and 3 (and the text part of multimodal Gemma 3),
+or GriffinConfig for RecurrentGemma (``model_type`` ``recurrent_gemma``, at the end of this file).
 
 Every field we need has a name in transformers' config classes:
 
@@ -26,17 +27,38 @@ six fields of its text model.
 
 from __future__ import annotations
 
-from ..config import GLOBAL, LOCAL, GemmaConfig, gemma2_layer_types, gemma3_layer_types
+import os
 
-CONFIG_FILE = "config.json"
+from ..models.gemma.config import GLOBAL, LOCAL, GemmaConfig, gemma2_layer_types, gemma3_layer_types
+from ..models.griffin.config import GriffinConfig
+from .deepmind import OPTIONS, check_options
+from .hf_files import CONFIG_FILE, HuggingFaceFormatError, model_name, read_config_json
+from .registry import folder_of
+
+GRIFFIN_MODEL_TYPE = "recurrent_gemma"
+MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3", GRIFFIN_MODEL_TYPE)
 
 
-class HuggingFaceFormatError(ValueError):
-    """A Hugging Face folder we cannot read; the message names the file and the field or tensor."""
+def read_hf_config(path, **options):
+    """The config of a transformers folder (or of its config.json, or one of its weight files)."""
+    folder = folder_of(path)
+    return config_from_hf(read_config_json(folder), os.path.join(folder, CONFIG_FILE), model_name(folder),
+                          **options)
 
 
-MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3")
+def config_from_hf(config_dict: dict, path: str = CONFIG_FILE, name: str | None = None, **options):
+    """The config a transformers ``config.json`` (its contents, read from ``path``) describes: a
+    GriffinConfig for ``recurrent_gemma``, a GemmaConfig otherwise. ``options``: RecurrentGemma's
+    overrides (``deepmind.OPTIONS``)."""
+    if config_dict.get("model_type") == GRIFFIN_MODEL_TYPE:
+        return griffin_config_from_hf(config_dict, path, name, **options)
+    if options:
+        raise TypeError(f"{path}: a {config_dict.get('model_type')} checkpoint takes no loading options, "
+                        f"got {sorted(options)} (they are for RecurrentGemma: {sorted(OPTIONS)})")
+    return gemma_config_from_hf(config_dict, path, name)
 
+
+# -- Gemma --------------------------------------------------------------------------------------------
 # What transformers 5 assumes for fields a config.json leaves out (GemmaConfig, Gemma2Config,
 # Gemma3TextConfig; tests/test_huggingface.py checks this table against those classes).
 DEFAULTS = {
@@ -100,7 +122,7 @@ def _layer_types(values, model_type, num_layers, where):
     return gemma3_layer_types(num_layers, int(pattern))
 
 
-def config_from_hf(config_dict: dict, path: str = CONFIG_FILE, name: str | None = None) -> GemmaConfig:
+def gemma_config_from_hf(config_dict: dict, path: str = CONFIG_FILE, name: str | None = None) -> GemmaConfig:
     """A GemmaConfig from the contents of a transformers ``config.json`` (read from ``path``)."""
     model_type = config_dict.get("model_type")
     if model_type == "gemma3":                         # multimodal: the language model is the text part
@@ -145,3 +167,40 @@ def config_from_hf(config_dict: dict, path: str = CONFIG_FILE, name: str | None 
         raise
     except (TypeError, ValueError) as error:                 # a null or a wrong type; GemmaConfig's checks
         raise HuggingFaceFormatError(f"{path}: {error}") from error
+
+
+# -- RecurrentGemma -----------------------------------------------------------------------------------
+# transformers' RecurrentGemmaConfig defaults, for fields a config.json leaves out.
+GRIFFIN_DEFAULTS = dict(num_hidden_layers=26, vocab_size=256_000, hidden_size=2560, intermediate_size=3 * 2560,
+                        num_attention_heads=10, lru_width=None, attention_window_size=2048, conv1d_width=4,
+                        logits_soft_cap=30.0, block_types=("recurrent", "recurrent", "attention"),
+                        hidden_activation="gelu_pytorch_tanh", partial_rotary_factor=0.5, rope_theta=10_000.0)
+
+
+def griffin_config_from_hf(config_dict: dict, where: str = CONFIG_FILE, name: str | None = None,
+                           **options) -> GriffinConfig:
+    """config.json -> GriffinConfig; ``options`` (official names) override, as for DeepMind's files."""
+    check_options(options, where)
+    values = {**GRIFFIN_DEFAULTS, **config_dict}
+    rope = values.get("rope_parameters") or {}
+    checks = {"num_key_value_heads": (values.get("num_key_value_heads", 1), 1),   # Griffin attention is MQA
+              "conv1d_width": (values["conv1d_width"], 4),
+              "hidden_activation": (values["hidden_activation"], "gelu_pytorch_tanh"),
+              "partial_rotary_factor": (rope.get("partial_rotary_factor", values["partial_rotary_factor"]), 0.5),
+              "rope_theta": (rope.get("rope_theta", values["rope_theta"]), 10_000.0)}
+    for field, (found, supported) in checks.items():
+        if found != supported:
+            raise HuggingFaceFormatError(f"{where}: {field} is {found!r}; RecurrentGemma (and gemma_kit's "
+                                         f"Griffin) uses {supported!r}")
+    if values["intermediate_size"] % 2:
+        raise HuggingFaceFormatError(f"{where}: intermediate_size {values['intermediate_size']} is odd; "
+                                     "transformers' RecurrentGemma uses half of it per GeGLU branch")
+    num_layers, pattern = values["num_hidden_layers"], tuple(values["block_types"])
+    return GriffinConfig(
+        vocab_size=values["vocab_size"], width=values["hidden_size"],
+        mlp_expanded_width=values["intermediate_size"] // 2,      # transformers counts both GeGLU branches
+        num_heads=values["num_attention_heads"], lru_width=values["lru_width"],
+        block_types=tuple(pattern[i % len(pattern)] for i in range(num_layers)),   # the pattern, cycled
+        **{"attention_window_size": values["attention_window_size"], "logits_soft_cap": values["logits_soft_cap"],
+           "embeddings_scale_by_sqrt_dim": True, **options},
+        name=name or GRIFFIN_MODEL_TYPE)

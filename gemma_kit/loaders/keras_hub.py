@@ -1,4 +1,4 @@
-"""Load keras-hub presets (a Kaggle ``keras/...`` download, or ``save_to_preset`` output) and ``kaggle://`` handles.
+"""Load keras-hub presets (a Kaggle ``keras/...`` download, or ``save_to_preset`` output).
 
 A keras-hub preset is a folder:
 - ``config.json``: ``{"class_name": "GemmaBackbone" | "Gemma3Backbone", "config": {...}}``, the
@@ -35,8 +35,8 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
-from ..config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
-from . import SCHEMES, Format, register_format
+from ..models.gemma.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
+from .registry import Format, folder_of
 
 CONFIG_FILE, METADATA_FILE = "config.json", "metadata.json"
 WEIGHTS_FILE, SHARDED_WEIGHTS_FILE = "model.weights.h5", "model.weights.json"
@@ -141,7 +141,7 @@ def config_from_keras_hub(saved: dict, where: str = "config.json", name: str = "
 
 
 def read_keras_hub_config(path) -> GemmaConfig:
-    folder = _folder(path)
+    folder = folder_of(path)
     return config_from_keras_hub(_read_json(folder, CONFIG_FILE), os.path.join(folder, CONFIG_FILE),
                                  _preset_name(folder))
 
@@ -247,18 +247,13 @@ def load_keras_hub_weights(backbone, folder, class_name) -> None:
 
 
 # -- the format --------------------------------------------------------------------------------------
-def _folder(path) -> str:
-    path = os.fspath(path)
-    return path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
-
-
 def is_keras_hub_preset(path) -> bool:
     """A folder (or its config.json / weights file) whose config.json names a Keras class, or whose
     metadata.json names a Keras version."""
     path = os.fspath(path)
     if not os.path.isdir(path) and os.path.basename(path) not in (CONFIG_FILE, WEIGHTS_FILE, SHARDED_WEIGHTS_FILE):
         return False
-    folder = _folder(path)
+    folder = folder_of(path)
     for name, keys in ((CONFIG_FILE, ("class_name", "config")), (METADATA_FILE, ("keras_version",))):
         try:
             with open(os.path.join(folder, name)) as f:
@@ -272,10 +267,10 @@ def is_keras_hub_preset(path) -> bool:
 
 def load_keras_hub(path, dtype=None):
     """(config, backbone, tokenizer) from a keras-hub preset folder."""
-    from ..backbone import GemmaBackbone
+    from ..models.gemma.backbone import GemmaBackbone
     from ..tokenizer import GemmaTokenizer
 
-    folder = _folder(path)
+    folder = folder_of(path)
     saved = _read_json(folder, CONFIG_FILE)
     config = config_from_keras_hub(saved, os.path.join(folder, CONFIG_FILE), _preset_name(folder))
     vocabulary = os.path.join(folder, VOCABULARY_FILE)
@@ -287,34 +282,4 @@ def load_keras_hub(path, dtype=None):
     return config, backbone, tokenizer
 
 
-# -- kaggle://owner/model/framework/variation[/version] -------------------------------------------------
-def _kagglehub_download(handle: str) -> str:
-    import kagglehub
-    return kagglehub.model_download(handle)
-
-
-DOWNLOAD = _kagglehub_download     # handle -> local folder; tests replace it
-
-
-def resolve_kaggle_handle(rest: str) -> str:
-    """The local folder for ``kaggle://keras/gemma/keras/gemma_2b_en/2`` (``rest`` is after ``kaggle://``)."""
-    handle = rest.strip("/")
-    parts = handle.split("/")
-    if len(parts) not in (4, 5) or not all(parts) or (len(parts) == 5 and not parts[4].isdigit()):
-        raise ValueError(f"'kaggle://{rest}' is not a Kaggle model handle: expected "
-                         "kaggle://owner/model/framework/variation[/version], e.g. "
-                         "kaggle://keras/gemma/keras/gemma_2b_en/2")
-    try:
-        return os.fspath(DOWNLOAD(handle))
-    except ImportError:
-        raise
-    except Exception as error:   # network, licence not accepted, no credentials, unknown handle, ...
-        raise RuntimeError(f"Could not download 'kaggle://{handle}' from Kaggle: {error}. Gemma models need "
-                           "their licence accepted on the Kaggle model page and Kaggle credentials "
-                           "(KAGGLE_USERNAME / KAGGLE_KEY or ~/.kaggle/kaggle.json); or download the "
-                           "preset yourself and pass its folder.") from error
-
-
 KERAS_HUB_FORMAT = Format("keras_hub", is_keras_hub_preset, load_keras_hub, read_keras_hub_config)
-register_format(KERAS_HUB_FORMAT)
-SCHEMES["kaggle"] = resolve_kaggle_handle

@@ -17,6 +17,7 @@ or its predictions.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 
@@ -24,7 +25,7 @@ import uvicorn
 
 from .app import create_app
 from .engine import log
-from .settings import Settings
+from .settings import Settings, add_flags
 
 
 class _DrainingServer(uvicorn.Server):
@@ -60,6 +61,12 @@ def run(settings: Settings) -> int:
     return 1 if failed else 0
 
 
-def main(argv=None) -> int:
-    from ..cli import main as cli_main
-    return cli_main(["serve", *(sys.argv[1:] if argv is None else argv)])
+def main(argv=None, prog="python -m gemma_kit.serving") -> int:
+    """``python -m gemma_kit.serving [flags]`` and ``gemma-kit serve [flags]``; bad settings exit 2."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__.splitlines()[0])
+    add_flags(parser)
+    try:
+        return run(Settings.from_env(**vars(parser.parse_args(argv))))
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2

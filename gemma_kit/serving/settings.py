@@ -71,3 +71,24 @@ class Settings:
             if not getattr(settings, name).startswith("/"):
                 raise ValueError(f"{name} must start with '/', got {getattr(settings, name)!r}")
         return settings
+
+
+def add_flags(parser) -> None:
+    """The command-line flags of ``gemma-kit serve`` and ``python -m gemma_kit.serving``.
+
+    Every flag defaults to None, so that the AIP_* / GEMMA_KIT_* variables decide (``Settings.from_env``).
+    """
+    parser.add_argument("--model", default=None, help="a source for gemma_kit.load (default: $AIP_STORAGE_URI, "
+                        "$GEMMA_KIT_MODEL, then gemma3_270m)")
+    parser.add_argument("--port", type=int, default=None, help="default: $AIP_HTTP_PORT or 8080")
+    parser.add_argument("--host", default=None, help="default: 0.0.0.0")
+    parser.add_argument("--lora", default=None, help="a LoRA adapter file to load before serving")
+    parser.add_argument("--dtype", default=None)
+    parser.add_argument("--max-batch", type=int, default=None, help="rows per generation call; 1 = no batching")
+    parser.add_argument("--max-wait-ms", type=float, default=None, help="how long a batch waits to fill")
+    parser.add_argument("--max-queue", type=int, default=None, help="queued instances before answering 503")
+    parser.add_argument("--max-instances", type=int, default=None, help="instances per request")
+    parser.add_argument("--max-tokens", type=int, default=None, help="the largest max_tokens a request may ask")
+    parser.add_argument("--max-prompt-tokens", type=int, default=None)
+    parser.add_argument("--warmup", default=None, choices=("all", "1", "none"),
+                        help="compile every batch size before turning healthy (all), only batch 1, or none")

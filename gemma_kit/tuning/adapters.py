@@ -38,9 +38,7 @@ def _lora_variables(model) -> dict:
 
 
 def _model_shape(backbone) -> dict:
-    config = backbone.config
-    return {"name": config.name, "vocab_size": config.vocab_size,
-            "hidden_dim": getattr(config, "hidden_dim", getattr(config, "width", None))}
+    return {"name": backbone.config.name, "vocab_size": backbone.config.vocab_size, "hidden_dim": backbone.width}
 
 
 def save_adapter(model, path) -> str:

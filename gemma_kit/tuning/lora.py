@@ -14,13 +14,13 @@ counts parameters, and undoes it (``merge_lora`` folds ``A @ B`` into ``W``,
 
 Target names are the Dense layers' own names:
 
-=============  =======================================  ==========================
-group          Gemma (layers/attention.py, mlp.py)      RecurrentGemma (griffin/)
-=============  =======================================  ==========================
+=============  =======================================  ==================================
+group          Gemma (models/gemma/)                   RecurrentGemma (models/griffin/)
+=============  =======================================  ==================================
 attention      query, key, value, attention_output      proj_q, proj_k, proj_v, proj_final
 mlp            gate, up, down                           gate, up, down
 recurrent      (none)                                   linear_x, linear_y, linear_out
-=============  =======================================  ==========================
+=============  =======================================  ==================================
 
 A group name selects all its layers; "query", "key", "value" and
 "attention_output" also select Griffin's proj_q, proj_k, proj_v, proj_final, so
@@ -53,8 +53,14 @@ def backbone_of(model):
     return backbone
 
 
+def sublayers(backbone):
+    """Every layer inside ``backbone``, at any depth. Keras has no public call for this (``model.layers``
+    lists only the direct children), so we use the private walk Keras itself uses for ``model.summary``."""
+    return backbone._flatten_layers(include_self=False)
+
+
 def _dense_layers(backbone):
-    return [layer for layer in backbone._flatten_layers(include_self=False) if isinstance(layer, keras.layers.Dense)]
+    return [layer for layer in sublayers(backbone) if isinstance(layer, keras.layers.Dense)]
 
 
 def resolve_targets(targets) -> set:

@@ -29,7 +29,7 @@ from .lora import backbone_of, lora_layers, lora_state
 
 def _module_names(backbone) -> dict:
     """{our Dense layer path ``block_0/attention/query``: transformers module ``model.layers.0.self_attn.q_proj``}."""
-    from ..loaders.huggingface import hf_tensor_names
+    from ..loaders.hf_gemma import hf_tensor_names
     names = {}
     for ours, theirs in hf_tensor_names(backbone.config).items():
         if ours.endswith(".kernel"):                 # "block_0/attention.query.kernel"
@@ -43,7 +43,7 @@ def export_peft(model, folder, base_model_name_or_path: str | None = None) -> st
     Gemma models only (transformers has no module names for our Griffin export).
     """
     from safetensors.numpy import save_file
-    from ..backbone import GemmaBackbone
+    from ..models.gemma.backbone import GemmaBackbone
 
     backbone = backbone_of(model)
     state = lora_state(backbone)

@@ -15,7 +15,7 @@ tokens back and a global layer does not. They match transformers' eager
 For RecurrentGemma (Griffin) the recurrent blocks have no attention; instead we keep
 the RG-LRU's two gates and its *effective decay* ``a_t = exp(-8 * gate_a * softplus(a_param))``
 per token and channel (0 at a document start, where the state resets); see
-``gemma_kit/griffin/rg_lru.py``.
+``gemma_kit/models/griffin/rg_lru.py``.
 
 Capture is a separate forward pass, outside the compiled generation path: ``generate``
 never passes a ``capture`` dict, so it is neither slowed nor changed.
@@ -31,12 +31,7 @@ import numpy as np
 from keras import ops
 
 from ..compile import compile_model_function
-from ..config import LOCAL
-from ..griffin import GriffinBackbone
-from ..griffin.config import ATTENTION
 from ..model import as_token_batch
-
-GATES = ("input_gate", "a_gate", "decay")
 
 
 @dataclasses.dataclass
@@ -50,7 +45,9 @@ class Capture:
     attention: List[Optional[np.ndarray]]
     masks: List[Optional[np.ndarray]]             # (batch, queries, keys) bool, None for recurrent blocks
     hidden: List[np.ndarray]                      # (batch, seq, width): residual stream after each layer
-    gates: Dict[str, List[Optional[np.ndarray]]]  # GATES -> per block (batch, seq, lru_width), None if not recurrent
+    # Griffin's RG-LRU, per block (batch, seq, lru_width) float32, None if not recurrent: "input_gate", "a_gate",
+    # "decay" (the effective a_t), "lru_input" (x_t) and "lru_state" (h_t). Empty for Gemma.
+    gates: Dict[str, List[Optional[np.ndarray]]]
     backbone: object = dataclasses.field(repr=False, default=None)   # for the logit lens
     tokenizer: object = dataclasses.field(repr=False, default=None)
 
@@ -90,57 +87,51 @@ def _as_ids(model, inputs, vocab_size) -> np.ndarray:
     return as_token_batch(ids.astype(np.int32), vocab_size)                 # (batch, seq), range-checked
 
 
-def _forward(backbone, compiled: bool):
+def _forward(backbone):
     """A function ids -> the filled capture dict, run eagerly or compiled (``compile.py``).
 
-    Gemma runs eagerly: a handful of large operations per layer. Griffin is compiled: its parallel
-    scan is dozens of tiny operations, each of which eager JAX would compile on its own (seconds
-    per new sequence length). Either way this is its own function, never the generation program.
+    A backbone says which suits it (``compile_capture``): Gemma runs eagerly, a handful of large
+    operations per layer; Griffin's parallel scan is dozens of tiny operations, so it runs compiled.
+    Either way this is its own function, never the generation program.
     """
-    def forward(inputs):                 # token ids, or {"token_ids", "segment_pos"} for Griffin
+    def forward(inputs):                 # token ids, or {"token_ids", "segment_pos"}
         found = {}
         # `.call`, not `backbone(...)`: Keras' __call__ copies dict arguments, and we need ours filled.
         backbone.call(inputs, capture=found)
         return found
     # On PyTorch "compiled" means eager under torch.no_grad(): no autograd graph is kept.
-    return compile_model_function(backbone, forward) if compiled or keras.config.backend() == "torch" else forward
+    compiled = backbone.compile_capture or keras.config.backend() == "torch"
+    return compile_model_function(backbone, forward) if compiled else forward
 
 
 def run_and_capture(model, inputs: Union[str, Sequence[int], np.ndarray], segment_pos=None) -> Capture:
     """Run ``model`` (a ``GemmaModel`` or a Gemma/Griffin backbone) on ``inputs`` and capture its insides.
 
     inputs: text (a ``GemmaModel`` encodes it with ``<bos>`` first) or token ids (seq,) / (batch, seq).
-    segment_pos: Griffin only, each token's position in its document, shaped like the ids (0 starts a
-    new document: the recurrence resets there); by default one document, 0, 1, 2, ...
+    segment_pos: each token's position in its document, shaped like the ids (0 starts a new document:
+    attention stops looking back there, and Griffin's recurrence resets); by default one document.
     """
     backbone = getattr(model, "backbone", model)
     tokenizer = getattr(model, "tokenizer", None) or None
     ids = _as_ids(model, inputs, backbone.config.vocab_size)
 
-    griffin = isinstance(backbone, GriffinBackbone)
     feed = ops.convert_to_tensor(ids)
     if segment_pos is not None:
-        if not griffin:
-            raise ValueError("segment_pos is for RecurrentGemma (Griffin) models; Gemma takes token ids only")
         segment_pos = np.asarray(segment_pos, np.int32)
         if segment_pos.size != ids.size:
             raise ValueError(f"segment_pos has {segment_pos.size} entries for {ids.size} tokens")
         segment_pos = segment_pos.reshape(ids.shape)
         feed = {"token_ids": feed, "segment_pos": ops.convert_to_tensor(segment_pos)}
-    found = _forward(backbone, compiled=griffin)(feed)
+    found = _forward(backbone)(feed)
 
     def numpy(tensors, dtype=None):
         return [None if t is None else np.asarray(ops.convert_to_numpy(t), dtype) for t in tensors]
 
-    if griffin:
-        config = backbone.config
-        kinds = list(config.block_types)
-        windows = [config.attention_window_size + 1 if k == ATTENTION else None for k in kinds]  # window + 1 keys
-        gates = {name: numpy(found[name], np.float32) for name in GATES}
-    else:
-        kinds = list(backbone.config.layer_types)
-        windows = [backbone.config.sliding_window if k == LOCAL else None for k in kinds]
-        gates = {}
+    kinds = [block.layer_type for block in backbone.blocks]
+    # Keys a query may see: lookback + 1 (its own included) on a windowed attention layer, else all.
+    windows = [block.lookback + 1 if block.attends and block.lookback is not None else None
+               for block in backbone.blocks]
+    gates = {name: numpy(found[name], np.float32) for name in backbone.capture_keys if name != "attention"}
     return Capture(token_ids=ids, tokens=[token_labels(tokenizer, row) for row in ids], layer_kinds=kinds,
                    windows=windows, attention=numpy(found["attention"], np.float32),
                    masks=numpy(found["mask"], bool), hidden=numpy(found["hidden"], np.float32), gates=gates,

@@ -1,6 +1,6 @@
 """RecurrentGemma's gates as pictures: input gate, recurrence gate and effective decay per token and channel.
 
-For every token ``t`` and channel ``c`` of a recurrent block the RG-LRU (``griffin/rg_lru.py``) computes
+For every token ``t`` and channel ``c`` of a recurrent block the RG-LRU (``models/griffin/rg_lru.py``) computes
 
     gate_x = sigmoid(input_gate(u_t))         how much of the new input enters the state
     gate_a = sigmoid(a_gate(u_t))             how strongly this token applies the channel's decay

@@ -45,15 +45,20 @@ class RecurrentBlock(keras.layers.Layer):
         self.conv_1d.build(inner)
         self.rg_lru.build(inner)
 
-    def call(self, x, segment_pos, cache=None, return_gates=False):
-        """x: (batch, seq, width). cache: None or ``(rg_lru_state, conv1d_state)``.
+    def init_cache(self, batch_size, dtype):
+        """``(rg_lru_state, conv1d_state)`` before any token: zeros, (batch, lru_width) float32 and
+        (batch, conv1d_temporal_width - 1, lru_width)."""
+        return (ops.zeros((batch_size, self.lru_width), "float32"),
+                ops.zeros((batch_size, self.conv1d_temporal_width - 1, self.lru_width), dtype))
 
-        A single token continues from the cached states; a prompt (seq > 1) starts from
-        empty ones. Returns ``(out, (rg_lru_state, conv1d_state))``, the states after the last token,
-        plus the RG-LRU's gates (see ``RGLRU.call``) when ``return_gates``.
+    def call(self, x, segment_pos, cache=None, return_gates=False):
+        """x: (batch, seq, width). cache: None (nothing before ``x``) or ``(rg_lru_state, conv1d_state)``.
+
+        The tokens continue from the cached states, whatever their number. Returns
+        ``(out, (rg_lru_state, conv1d_state))``, the states after the last token, plus the
+        RG-LRU's gates (see ``RGLRU.call``) when ``return_gates``.
         """
-        decoding = cache is not None and x.shape[1] == 1
-        lru_state, conv_state = cache if decoding else (None, None)
+        lru_state, conv_state = (None, None) if cache is None else cache
         y = ops.gelu(self.linear_y(x), approximate=True)                     # (batch, seq, lru_width)
         u = self.linear_x(x)
         u, conv_state = self.conv_1d(u, segment_pos, state=conv_state)

@@ -20,8 +20,9 @@ What differs between them fits in a handful of fields:
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Optional, Tuple
+
+from ...nn.config import SerializableConfig
 
 LOCAL = "local"    # sliding-window attention: a query sees the last `sliding_window` keys
 GLOBAL = "global"  # full causal attention: a query sees every earlier key
@@ -35,30 +36,6 @@ def gemma3_layer_types(num_layers: int, pattern: int = 6) -> Tuple[str, ...]:
 def gemma2_layer_types(num_layers: int) -> Tuple[str, ...]:
     """Gemma 2: even layers use the sliding window, odd layers are global."""
     return tuple(LOCAL if i % 2 == 0 else GLOBAL for i in range(num_layers))
-
-
-class SerializableConfig:
-    """``to_dict`` / ``from_dict`` / ``to_json`` / ``replace`` for a frozen config dataclass.
-
-    Tuple fields (the layer pattern) travel as JSON lists and come back as tuples.
-    """
-
-    def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
-
-    @classmethod
-    def from_dict(cls, values: dict):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"Unknown {cls.__name__} fields: {unknown}; known: {sorted(known)}")
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
-
-    def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
-
-    def replace(self, **changes):
-        return dataclasses.replace(self, **changes)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,12 +79,8 @@ class GemmaConfig(SerializableConfig):
             problems.append(
                 f"num_query_heads={self.num_query_heads} is not a multiple of num_kv_heads={self.num_kv_heads}"
             )
-        for field in ("vocab_size", "hidden_dim", "num_layers", "num_query_heads", "num_kv_heads",
-                      "head_dim", "intermediate_dim"):
-            if int(getattr(self, field)) <= 0:
-                problems.append(f"{field} must be positive, got {getattr(self, field)}")
-        if problems:
-            raise ValueError("Invalid GemmaConfig: " + "; ".join(problems))
+        self.check(problems, positive=("vocab_size", "hidden_dim", "num_layers", "num_query_heads",
+                                        "num_kv_heads", "head_dim", "intermediate_dim"))
 
     @property
     def num_groups(self) -> int:

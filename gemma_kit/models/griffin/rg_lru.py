@@ -105,8 +105,9 @@ class RGLRU(keras.layers.Layer):
         A single token with a state is one recurrence step; anything else is a parallel scan.
         Returns ``(y, last_state)``: y (batch, seq, lru_width) in the compute dtype, and float32 state.
         With ``return_gates`` (for ``gemma_kit.visualize``; off in generation) a third item, a dict of
-        float32 (batch, seq, lru_width) tensors: ``input_gate`` (gate_x), ``a_gate`` (gate_a) and
-        ``decay``, the effective a_t (0 at a document start, where the state resets).
+        float32 (batch, seq, lru_width) tensors: ``input_gate`` (gate_x), ``a_gate`` (gate_a),
+        ``decay``, the effective a_t (0 at a document start, where the state resets), and the
+        recurrence's ``lru_input`` x_t and states ``lru_state`` h_t.
         """
         x32 = ops.cast(x, "float32")
         gate_x = ops.sigmoid(ops.cast(self.input_gate(x), "float32"))
@@ -119,11 +120,13 @@ class RGLRU(keras.layers.Layer):
         b = x32 * gate_x * multiplier                                           # the input term b_t
         a = ops.where(reset, 0.0, a)                                            # a reset forgets h_{t-1}
 
-        gates = ({"input_gate": gate_x, "a_gate": gate_a, "decay": a},) if return_gates else ()
         if state is not None and x.shape[1] == 1:                               # decoding: one step
             last = a[:, 0] * ops.cast(state, "float32") + b[:, 0]               # (batch, lru_width)
-            return (ops.cast(last[:, None], x.dtype), last) + gates
-        h, last = linear_scan(a, b, None if state is None else ops.cast(state, "float32"))
+            h = last[:, None]                                                   # (batch, 1, lru_width)
+        else:                                                                   # a prompt or a chunk: the scan
+            h, last = linear_scan(a, b, None if state is None else ops.cast(state, "float32"))
+        gates = ({"input_gate": gate_x, "a_gate": gate_a, "decay": a, "lru_input": x32, "lru_state": h},
+                 ) if return_gates else ()
         return (ops.cast(h, x.dtype), last) + gates
 
     def get_config(self):

@@ -1,6 +1,8 @@
 """Load RecurrentGemma checkpoints in DeepMind's two official formats (Kaggle model ``google/recurrentgemma``).
 
-- **PyTorch** (``2b.pt``): ``torch.save`` of ``recurrentgemma.torch.Griffin().state_dict()``, names like
+- **PyTorch** (``2b.pt``, with ``tokenizer.model`` beside it: Kaggle's ``pyTorch`` variation, which
+  ``kaggle://google/recurrentgemma/pyTorch/2b`` downloads; the folder may be given for the file):
+  ``torch.save`` of ``recurrentgemma.torch.Griffin().state_dict()``, names like
   ``blocks.0.recurrent_block.linear_x.weight``. We read it with ``torch.load(weights_only=True)``
   (tensors only: no pickled code runs) and memory-mapped, so a 2B file is not copied into RAM twice.
 - **Flax** (a folder ``2b/``, with ``tokenizer.model`` beside it): an ``orbax.checkpoint``
@@ -29,8 +31,8 @@ import zipfile
 
 import numpy as np
 
-from ..griffin.config import ATTENTION, RECURRENT, GriffinConfig
-from . import Format, register_format
+from ..models.griffin.config import ATTENTION, RECURRENT, GriffinConfig
+from .registry import Format, folder_of
 
 # The hyper-parameters that tensor shapes cannot tell, with the official RecurrentGemma values.
 OPTIONS = {"attention_window_size": 2048, "logits_soft_cap": 30.0, "embeddings_scale_by_sqrt_dim": True}
@@ -40,6 +42,14 @@ GRIFFIN_NAMES = (b"rg_lru", b"recurrent_block", b"attention_block")
 
 class GriffinCheckpointError(ValueError):
     """A RecurrentGemma checkpoint we cannot read; the message names the file and the tensor."""
+
+
+def check_options(options, where) -> None:
+    """Loading options must be among ``OPTIONS`` (a TypeError names the others)."""
+    unknown = sorted(set(options) - set(OPTIONS))
+    if unknown:
+        raise TypeError(f"{where}: unknown option(s) {unknown} for a RecurrentGemma checkpoint; "
+                        f"the options are {sorted(OPTIONS)}")
 
 
 # -- the two formats as {flax name: (shape, read)} --------------------------------------------------------
@@ -130,10 +140,7 @@ def _read_flax(folder):
 # -- shapes -> GriffinConfig --------------------------------------------------------------------------------
 def config_from_shapes(shapes, where, name="recurrent_gemma", **options) -> GriffinConfig:
     """The config of a checkpoint from ``{flax name: shape}``, with keyword overrides (official names)."""
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        raise TypeError(f"{where}: unknown option(s) {unknown} for a RecurrentGemma checkpoint; "
-                        f"the options are {sorted(OPTIONS)}")
+    check_options(options, where)
 
     def shape(tensor):
         if tensor not in shapes:
@@ -182,7 +189,7 @@ def weight_plan(backbone):
                  (mlp.up.bias, p + "mlp_block.ffw_up.b", lambda b: b[1, 0, 0]),
                  (mlp.down.kernel, p + "mlp_block.ffw_down.kernel", whole),
                  (mlp.down.bias, p + "mlp_block.ffw_down.bias", whole)]
-        if block.block_type == RECURRENT:
+        if not block.attends:
             r, q = block.recurrent_block, p + "recurrent_block."
             for dense in (r.linear_x, r.linear_y, r.linear_out):
                 plan += [(dense.kernel, f"{q}{dense.name}.kernel", whole), (dense.bias, f"{q}{dense.name}.bias", whole)]
@@ -216,11 +223,11 @@ def load_weights(backbone, tensors, where) -> None:
                                      f"e.g. {unexpected[:5]}")
 
 
-# -- the two registered formats -----------------------------------------------------------------------------
+# -- the two formats ----------------------------------------------------------------------------------------
 def _tokenizer_near(path):
     from ..tokenizer import GemmaTokenizer
     from .hf_tokenizer import NoTokenizer
-    folder = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    folder = folder_of(path)
     for candidate in (folder, os.path.dirname(os.path.abspath(folder))):
         if os.path.isfile(os.path.join(candidate, "tokenizer.model")):
             return GemmaTokenizer.from_file(os.path.join(candidate, "tokenizer.model"))
@@ -235,17 +242,26 @@ def _model_name(path):
 
 
 def _build(path, tensors, dtype, options):
-    from ..griffin.backbone import GriffinBackbone
+    from ..models.griffin.backbone import GriffinBackbone
     config = config_from_shapes({n: s for n, (s, _) in tensors.items()}, path, name=_model_name(path), **options)
     backbone = GriffinBackbone(config, dtype=dtype, random_init=False)
     load_weights(backbone, tensors, path)
     return config, backbone, _tokenizer_near(path)
 
 
-def is_recurrentgemma_pt(path) -> bool:
-    """A torch zip archive whose pickle names Griffin's layers."""
+def _pt_file(path):
+    """``path`` if it is a file; for a folder, the only ``.pt`` file in it (Kaggle's download), else None."""
     path = os.fspath(path)
-    if not os.path.isfile(path) or not zipfile.is_zipfile(path):
+    if os.path.isdir(path):
+        files = [f for f in sorted(os.listdir(path)) if f.endswith(".pt") and os.path.isfile(os.path.join(path, f))]
+        return os.path.join(path, files[0]) if len(files) == 1 else None
+    return path if os.path.isfile(path) else None
+
+
+def is_recurrentgemma_pt(path) -> bool:
+    """A torch zip archive whose pickle names Griffin's layers, or a folder holding exactly one."""
+    path = _pt_file(path)
+    if path is None or not zipfile.is_zipfile(path):
         return False
     with zipfile.ZipFile(path) as archive:
         pickles = [n for n in archive.namelist() if n.endswith("data.pkl")]
@@ -253,10 +269,12 @@ def is_recurrentgemma_pt(path) -> bool:
 
 
 def load_recurrentgemma_pt(path, dtype=None, **options):
+    path = _pt_file(path)
     return _build(path, _read_torch(path), dtype, options)
 
 
 def read_recurrentgemma_pt_config(path, **options):
+    path = _pt_file(path)
     return config_from_shapes({n: s for n, (s, _) in _read_torch(path).items()}, path, name=_model_name(path),
                               **options)
 
@@ -284,7 +302,6 @@ def read_recurrentgemma_flax_config(path, **options):
     return config_from_shapes(shapes, path, name=_model_name(path), **options)
 
 
-register_format(Format("recurrentgemma_pt", is_recurrentgemma_pt, load_recurrentgemma_pt,
-                       read_recurrentgemma_pt_config))
-register_format(Format("recurrentgemma_flax", is_recurrentgemma_flax, load_recurrentgemma_flax,
-                       read_recurrentgemma_flax_config))
+PT_FORMAT = Format("recurrentgemma_pt", is_recurrentgemma_pt, load_recurrentgemma_pt, read_recurrentgemma_pt_config)
+FLAX_FORMAT = Format("recurrentgemma_flax", is_recurrentgemma_flax, load_recurrentgemma_flax,
+                     read_recurrentgemma_flax_config)

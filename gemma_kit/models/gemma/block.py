@@ -4,23 +4,30 @@
     x = x + post_ffw_norm(mlp(pre_ffw_norm(x)))
 
 Gemma 1 has only the two "pre" norms; Gemma 2 and 3 add the "post" norms
-(``config.use_post_norms``), which keep each residual update small.
+(``config.use_post_norms``), which keep each residual update small. A block is
+"local" (sliding window: a query sees the last ``sliding_window`` keys, itself
+included) or "global" (every earlier key): only its mask and its cache size differ.
 """
 
 import keras
 
-from ..config import LOCAL
+from ...nn import kv_cache
+from ...nn.geglu import GeGLU
+from ...nn.rms_norm import RMSNorm
 from .attention import GemmaAttention
-from .mlp import GeGLU
-from .rms_norm import RMSNorm
+from .config import LOCAL, GemmaConfig
 
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
 class DecoderBlock(keras.layers.Layer):
+    attends = True                                               # every Gemma block has attention
+
     def __init__(self, config, layer_index: int, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.config, self.layer_index = config, layer_index
         self.layer_type = config.layer_types[layer_index]        # "local" or "global"
+        # The window rule (nn/masks.py): `sliding_window` keys, the query's own included.
+        self.lookback = config.sliding_window - 1 if self.layer_type == LOCAL else None
         eps, policy = config.rms_norm_eps, self.dtype_policy
         self.pre_attention_norm = RMSNorm(eps, name="pre_attention_norm", dtype=policy)
         self.attention = GemmaAttention(
@@ -43,10 +50,17 @@ class DecoderBlock(keras.layers.Layer):
         self.attention.build(input_shape)
         self.mlp.build(input_shape)
 
-    def call(self, x, positions, mask, cache=None, write_index=None, return_probs=False):
-        out = self.attention(self.pre_attention_norm(x), positions, mask, cache=cache,
-                             write_index=write_index, return_probs=return_probs)
-        attended, new_cache = out[0], out[1]
+    def init_cache(self, batch_size, max_length):
+        """A ``(keys, values)`` ring: a slot per step (global), or the window's worth (local)."""
+        c = self.config
+        slots = min(c.sliding_window, max_length) if self.layer_type == LOCAL else max_length
+        return kv_cache.empty(batch_size, slots, c.num_kv_heads, c.head_dim, self.compute_dtype)
+
+    def call(self, x, positions, mask, cache=None, time=None, return_internals=False):
+        """x: (batch, seq, hidden_dim). Returns ``(x, new_cache)``, plus ``{"attention": probs}``
+        when ``return_internals`` (``gemma_kit.visualize``)."""
+        attended, new_cache, *probs = self.attention(self.pre_attention_norm(x), positions, mask, cache=cache,
+                                                     time=time, return_probs=return_internals)
         if self.config.use_post_norms:
             attended = self.post_attention_norm(attended)
         x = x + attended
@@ -54,13 +68,12 @@ class DecoderBlock(keras.layers.Layer):
         if self.config.use_post_norms:
             update = self.post_ffw_norm(update)
         x = x + update                                   # (batch, seq, hidden_dim)
-        return (x, new_cache) + tuple(out[2:])
+        return (x, new_cache) + tuple({"attention": p} for p in probs)
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "layer_index": self.layer_index}
 
     @classmethod
     def from_config(cls, config):
-        from ..config import GemmaConfig
         config = dict(config)
         return cls(GemmaConfig.from_dict(config.pop("config")), **config)

@@ -1,4 +1,4 @@
-"""RecurrentGemma (Griffin) as numbers: ``GriffinConfig`` and the four official presets.
+"""RecurrentGemma (Griffin) as numbers: ``GriffinConfig`` (the official checkpoints are in ``presets.py``).
 
 Griffin (De et al. 2024, "Griffin: Mixing Gated Linear Recurrences with Local
 Attention for Efficient Language Models") stacks *residual blocks*; each mixes
@@ -29,9 +29,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import struct
-from typing import Dict, Optional, Tuple
+from typing import Optional, Tuple
 
-from ..config import SerializableConfig
+from ...nn.config import SerializableConfig
 
 RECURRENT = "recurrent"   # recurrentgemma: TemporalBlockType.RECURRENT
 ATTENTION = "attention"   # recurrentgemma: TemporalBlockType.ATTENTION
@@ -78,10 +78,6 @@ class GriffinConfig(SerializableConfig):
         if not self.logits_soft_cap:
             object.__setattr__(self, "logits_soft_cap", None)
         problems = []
-        for field in ("vocab_size", "width", "mlp_expanded_width", "num_heads", "lru_width",
-                      "attention_window_size", "conv1d_temporal_width", "max_sequence_length"):
-            if int(getattr(self, field)) <= 0:
-                problems.append(f"{field} must be positive, got {getattr(self, field)}")
         if not types:
             problems.append("block_types is empty: list at least one 'recurrent' or 'attention' block")
         if any(t not in (RECURRENT, ATTENTION) for t in types):
@@ -93,14 +89,19 @@ class GriffinConfig(SerializableConfig):
         if ATTENTION in types and self.num_heads > 0 and (self.width // self.num_heads) % 4:
             problems.append(f"head_dim={self.width // self.num_heads} must be a multiple of 4 "
                             "(RoPE rotates pairs in the first half of each head)")
-        if problems:
-            raise ValueError("Invalid GriffinConfig: " + "; ".join(problems))
+        self.check(problems, positive=("vocab_size", "width", "mlp_expanded_width", "num_heads", "lru_width",
+                                        "attention_window_size", "conv1d_temporal_width", "max_sequence_length"))
 
     @property
     def num_blocks(self) -> int:
         return len(self.block_types)
 
-    num_layers = num_blocks
+    num_layers = num_blocks                    # the name every family's backbone uses
+
+    @property
+    def layer_types(self) -> Tuple[str, ...]:
+        """The name every family's config uses for its layer pattern."""
+        return self.block_types
 
     @property
     def head_dim(self) -> int:
@@ -122,35 +123,3 @@ class GriffinConfig(SerializableConfig):
         attention = d * d + 2 * d * hd + (d * d + d)               # proj_q, proj_k + proj_v (MQA), proj_final
         blocks = sum(2 * d + mlp + (recurrent if t == RECURRENT else attention) for t in self.block_types)
         return self.vocab_size * d + blocks + d                    # tied embedding, blocks, final_norm
-
-
-# -- the official checkpoints -----------------------------------------------------------------------
-
-@dataclasses.dataclass(frozen=True)
-class GriffinPreset:
-    name: str
-    config: GriffinConfig
-    official_parameters: int   # the count recurrentgemma's model cards give (2.68B and 8.58B)
-    hf_repo: str               # the Hugging Face repo (transformers format)
-    kaggle_model: str          # Kaggle model "google/recurrentgemma"; variants flax/... and pyTorch/...
-
-
-def recurrent_gemma_config(size: str, name: str) -> GriffinConfig:
-    """recurrentgemma's ``Preset.RECURRENT_GEMMA_2B_V1`` / ``RECURRENT_GEMMA_9B_V1``."""
-    width, heads, blocks = {"2b": (2560, 10, 26), "9b": (4096, 16, 38)}[size]
-    return GriffinConfig(vocab_size=256_000, width=width, mlp_expanded_width=3 * width, num_heads=heads,
-                         lru_width=width, block_types=griffin_block_types(blocks), attention_window_size=2048,
-                         logits_soft_cap=30.0, embeddings_scale_by_sqrt_dim=True, name=name)
-
-
-_OFFICIAL = {"2b": 2_682_862_080, "9b": 8_579_977_216}
-GRIFFIN_PRESETS: Dict[str, GriffinPreset] = {
-    name: GriffinPreset(name, recurrent_gemma_config(size, name), _OFFICIAL[size], repo,
-                        f"google/recurrentgemma (variant {variant})")
-    for name, size, repo, variant in (
-        ("recurrent_gemma_2b_en", "2b", "google/recurrentgemma-2b", "2b"),
-        ("recurrent_gemma_instruct_2b_en", "2b", "google/recurrentgemma-2b-it", "2b-it"),
-        ("recurrent_gemma_9b_en", "9b", "google/recurrentgemma-9b", "9b"),
-        ("recurrent_gemma_instruct_9b_en", "9b", "google/recurrentgemma-9b-it", "9b-it"),
-    )
-}

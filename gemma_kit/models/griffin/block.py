@@ -14,10 +14,11 @@ Names follow ``recurrentgemma/jax/modules.py`` (``ResidualBlock``, ``MLPBlock``)
 
 import keras
 
-from ..layers.mlp import GeGLU
-from ..layers.rms_norm import RMSNorm
-from .config import RECURRENT, GriffinConfig
-from .local_attention import LocalAttentionBlock
+from ...nn import kv_cache
+from ...nn.geglu import GeGLU
+from ...nn.rms_norm import RMSNorm
+from .attention import LocalAttentionBlock
+from .config import ATTENTION, GriffinConfig
 from .recurrent_block import RecurrentBlock
 
 
@@ -34,17 +35,20 @@ class ResidualBlock(keras.layers.Layer):
     def __init__(self, config: GriffinConfig, block_index: int, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.config, self.block_index = config, block_index
-        self.block_type = config.block_types[block_index]          # "recurrent" or "attention"
+        self.layer_type = config.block_types[block_index]          # "recurrent" or "attention"
+        self.attends = self.layer_type == ATTENTION
+        # The window rule (nn/masks.py): the official code lets a query see `window` keys back, plus itself.
+        self.lookback = config.attention_window_size
         policy, init = self.dtype_policy, kernel_initializer
         self.temporal_pre_norm = RMSNorm(1e-6, name="temporal_pre_norm", dtype=policy)
-        if self.block_type == RECURRENT:
-            self.recurrent_block = RecurrentBlock(config.width, config.lru_width, config.num_heads,
-                                                  config.conv1d_temporal_width, kernel_initializer=init,
-                                                  name="recurrent_block", dtype=policy)
-        else:
+        if self.attends:
             self.attention_block = LocalAttentionBlock(config.width, config.num_heads,
                                                        config.attention_window_size, kernel_initializer=init,
                                                        name="attention_block", dtype=policy)
+        else:
+            self.recurrent_block = RecurrentBlock(config.width, config.lru_width, config.num_heads,
+                                                  config.conv1d_temporal_width, kernel_initializer=init,
+                                                  name="recurrent_block", dtype=policy)
         self.channel_pre_norm = RMSNorm(1e-6, name="channel_pre_norm", dtype=policy)
         self.mlp_block = MLPBlock(config.width, config.mlp_expanded_width, kernel_initializer=init,
                                   name="mlp_block", dtype=policy)
@@ -52,29 +56,38 @@ class ResidualBlock(keras.layers.Layer):
     @property
     def temporal_block(self):
         """The recurrent block or the attention block, whichever this residual block has."""
-        return self.recurrent_block if self.block_type == RECURRENT else self.attention_block
+        return self.attention_block if self.attends else self.recurrent_block
 
     def build(self, input_shape):                          # (batch, seq, width)
         for layer in (self.temporal_pre_norm, self.temporal_block, self.channel_pre_norm, self.mlp_block):
             layer.build(input_shape)
 
-    def call(self, x, segment_pos, mask=None, cache=None, time=None, return_internals=False):
-        """x: (batch, seq, width); segment_pos: (batch, seq) int (RoPE positions, 0 = document start).
+    def init_cache(self, batch_size, max_length):
+        """Attention: a ``(keys, values)`` ring of the window (or ``max_length`` if shorter).
+        Recurrent: ``(rg_lru_state, conv1d_state)``, (batch, lru_width) float32 and (batch, 3, lru_width)."""
+        c = self.config
+        if self.attends:
+            return kv_cache.empty(batch_size, min(c.attention_window_size, max_length), 1, c.head_dim,
+                                  self.compute_dtype)
+        return self.recurrent_block.init_cache(batch_size, self.compute_dtype)
+
+    def call(self, x, positions, mask=None, cache=None, time=None, return_internals=False):
+        """x: (batch, seq, width); positions: (batch, seq) int (RoPE positions, 0 = document start).
 
         mask: the attention mask (attention blocks only); cache, time: see the temporal blocks.
         Returns ``(out, new_cache)``; with ``return_internals`` (``gemma_kit.visualize``) a third
         item, a dict: the RG-LRU gates of a recurrent block, or ``{"attention": probs}``.
         """
         normed = self.temporal_pre_norm(x)
-        if self.block_type == RECURRENT:
-            mixed, cache, *extra = self.recurrent_block(normed, segment_pos, cache=cache,
-                                                        return_gates=return_internals)
-        else:
-            mixed, cache, *extra = self.attention_block(normed, segment_pos, mask, cache=cache, time=time,
+        if self.attends:
+            mixed, cache, *probs = self.attention_block(normed, positions, mask, cache=cache, time=time,
                                                         return_probs=return_internals)
-            extra = [{"attention": probs} for probs in extra]
+            internals = [{"attention": p} for p in probs]
+        else:
+            mixed, cache, *internals = self.recurrent_block(normed, positions, cache=cache,
+                                                            return_gates=return_internals)
         h = x + mixed
-        return (h + self.mlp_block(self.channel_pre_norm(h)), cache) + tuple(extra)
+        return (h + self.mlp_block(self.channel_pre_norm(h)), cache) + tuple(internals)
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "block_index": self.block_index}

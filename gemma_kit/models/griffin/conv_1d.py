@@ -10,9 +10,12 @@ if ``segment_pos`` is 0 anywhere in ``(t-k, t]``, the term ``x_{t-k}`` is droppe
 exactly as the official ``Conv1D._compute_document_mask`` does.
 
 For generation the layer keeps the last ``temporal_width - 1`` inputs,
-(batch, 3, lru_width): a fixed-size cache. We zero the entries from before the
-last document start when we build it, so left padding (every pad token is a
-"document" of its own) never leaks into the first generated tokens.
+(batch, 3, lru_width): a fixed-size cache. Every call continues from it (zeros
+before the first token): the inputs are read as ``[state, x]``, so a prompt,
+one decoding step and a chunk of several tokens are the same computation. We
+zero the entries from before the last document start when we keep them, so left
+padding (every pad token is a "document" of its own) never leaks into the first
+generated tokens.
 
 Names follow ``recurrentgemma/jax/layers.py`` (``Conv1D``: weights ``w`` (4, width) and ``b``).
 """
@@ -46,38 +49,34 @@ class Conv1D(keras.layers.Layer):
     def call(self, x, segment_pos, state=None):
         """x: (batch, seq, width); segment_pos: (batch, seq) int, 0 at a document start.
 
-        state: None, or the previous ``temporal_width - 1`` inputs (batch, temporal_width - 1, width),
-        used when ``x`` is a single decoding step. Returns ``(out, new_state)``.
+        state: None (nothing before ``x``) or the previous ``temporal_width - 1`` inputs
+        (batch, temporal_width - 1, width): a prompt, one decoding step or a chunk of several
+        continues from it. Returns ``(out, new_state)``.
         """
+        k, batch = self.temporal_width, ops.shape(x)[0]
         w, b = ops.cast(self.w, x.dtype), ops.cast(self.b, x.dtype)
-        not_start = ops.cast(segment_pos != 0, x.dtype)[:, :, None]              # (batch, seq, 1)
-        if state is not None and x.shape[1] == 1:
-            return self._step(x, not_start, w, b, state)
-
+        if state is None:
+            state = ops.zeros((batch, k - 1, self.width), x.dtype)
+        window = ops.concatenate([ops.cast(state, x.dtype), x], axis=1)         # (batch, k - 1 + seq, width)
+        not_start = ops.concatenate([ops.ones((batch, k - 1, 1), x.dtype),     # the history continues...
+                                     ops.cast(segment_pos != 0, x.dtype)[:, :, None]], axis=1)   # ...until a start
         out = b
         keep = ops.ones_like(not_start)           # keep[t] = 1 while no document starts in (t-shift, t]
-        for shift in range(self.temporal_width):
+        for shift in range(k):
             if shift:
                 keep = keep * _shift_right(not_start, shift - 1)
-            out = out + _shift_right(x, shift) * keep * w[self.temporal_width - 1 - shift]
-        return out, self._state_after(x, not_start)
+            out = out + _shift_right(window, shift) * keep * w[k - 1 - shift]
+        return out[:, k - 1:], self._state_after(window, not_start)
 
-    def _step(self, x, not_start, w, b, state):
-        """One decoding step: the window is the cached inputs then ``x``."""
-        state = ops.cast(state, x.dtype) * not_start          # a document starting here sees no history
-        window = ops.concatenate([state, x], axis=1)                             # (batch, temporal_width, width)
-        out = ops.sum(window * w[None], axis=1, keepdims=True) + b               # (batch, 1, width)
-        return out, window[:, 1:]
-
-    def _state_after(self, x, not_start):
+    def _state_after(self, window, not_start):
         """The last ``temporal_width - 1`` inputs, zeroed before the last document start."""
-        seq, entries = x.shape[1], []
+        length, entries = window.shape[1], []
         keep = ops.ones_like(not_start[:, 0])                                    # (batch, 1)
-        for back in range(self.temporal_width - 1):                              # time seq-1, seq-2, ...
-            t = seq - 1 - back
+        for back in range(self.temporal_width - 1):                              # the last step, the one before...
+            t = length - 1 - back
             if back:
                 keep = keep * not_start[:, t + 1]
-            entries.append(x[:, t] * keep if t >= 0 else ops.zeros_like(x[:, 0]))
+            entries.append(window[:, t] * keep)
         return ops.stack(entries[::-1], axis=1)                                  # (batch, temporal_width - 1, width)
 
     def get_config(self):

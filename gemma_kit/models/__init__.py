@@ -1,0 +1,25 @@
+"""The model families, one folder each, with the same file names side by side.
+
+    models/gemma/     Gemma 1, 2, 3, CodeGemma       config, presets, attention, block, backbone
+    models/griffin/   RecurrentGemma (Griffin)       the same five, plus recurrent_block, rg_lru, conv_1d
+
+What every family shares (norms, RoPE, GeGLU, masks, the KV cache, the backbone
+skeleton) is in ``gemma_kit/nn/``. ``backbone_class(config)`` is the one place
+that maps a config to its model, so no caller has to ask which family it holds.
+"""
+
+from .gemma import GemmaBackbone, GemmaConfig
+from .griffin import GriffinBackbone, GriffinConfig
+
+BACKBONES = {GemmaConfig: GemmaBackbone, GriffinConfig: GriffinBackbone}
+
+
+def backbone_class(config):
+    """The backbone class that builds a model from ``config`` (a ``GemmaConfig`` or ``GriffinConfig``)."""
+    if type(config) not in BACKBONES:
+        raise TypeError(f"no model family for a {type(config).__name__}; "
+                        f"expected one of {', '.join(c.__name__ for c in BACKBONES)}")
+    return BACKBONES[type(config)]
+
+
+__all__ = ["BACKBONES", "backbone_class", "GemmaBackbone", "GemmaConfig", "GriffinBackbone", "GriffinConfig"]
