@@ -26,7 +26,7 @@ from gemma_kit.compile import compile_model_function, enable_jax_compilation_cac
 from gemma_kit.generate import Generator
 from gemma_kit.nn import cache_bytes
 from gemma_kit.models.griffin.config import round_to_bfloat16
-from gemma_kit.presets import PRESETS as GRIFFIN_PRESETS
+from gemma_kit.presets import PRESETS
 from gemma_kit.models.griffin.rg_lru import linear_scan
 
 import jax  # noqa: E402  the official reference model is JAX; the test set-up installs it
@@ -288,7 +288,7 @@ def test_parallel_scan_equals_the_recurrence():
 def test_embedding_scale_is_rounded_to_bfloat16():
     for width in (24, 32, 2560, 4096, 3000):
         assert round_to_bfloat16(width ** 0.5) == float(jnp.sqrt(width).astype(jnp.bfloat16))
-    assert GRIFFIN_PRESETS["recurrent_gemma_2b_en"].config.embedding_scale == 50.5
+    assert PRESETS["recurrent_gemma_2b_en"].config.embedding_scale == 50.5
 
 
 # -- presets: gemma-kit info -----------------------------------------------------------------------------------
@@ -298,7 +298,7 @@ def test_embedding_scale_is_rounded_to_bfloat16():
 def test_preset_parameter_counts(name, official_count, capsys):
     from gemma_kit.cli import main
     config = gemma_kit.read_config(name)
-    assert config.num_parameters() == official_count == GRIFFIN_PRESETS[name].official_parameters
+    assert config.num_parameters() == official_count == PRESETS[name].official_parameters
     preset = common.Preset.RECURRENT_GEMMA_2B_V1 if "2b" in name else common.Preset.RECURRENT_GEMMA_9B_V1
     for key, value in preset.config_dict.items():
         if key == "block_types":
