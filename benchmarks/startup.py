@@ -76,7 +76,7 @@ def main(argv=None):
                 f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in runs[name][-1].items()
                 if k != "file"), flush=True)
     keys = ("import_s", "import_mb", "load_s", "peak_mb")
-    print(f"\n| checkout | import s | import MB | load s | peak MB | tensorflow | keras_hub | log lines |")
+    print("\n| checkout | import s | import MB | load s | peak MB | tensorflow | keras_hub | log lines |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     medians = {}
     for name, results in runs.items():

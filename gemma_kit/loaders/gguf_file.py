@@ -44,7 +44,7 @@ class GGUFError(ValueError):
 class TensorInfo:
     name: str
     shape: Tuple[int, ...]     # NumPy order: (rows, row_length)
-    ggml_type: gguf.GGMLQuantizationType
+    ggml_type: int             # a gguf.GGMLQuantizationType (an IntEnum)
     offset: int                # absolute byte offset in the file
     nbytes: int
 
