@@ -60,6 +60,7 @@ def test_import_and_load_pull_in_neither_tensorflow_nor_keras_hub():
     assert "tensorflow" not in done.stderr.lower() and "cuda" not in done.stderr.lower(), done.stderr[-2000:]
 
 
+@pytest.mark.once
 def test_serving_does_not_import_the_cli():
     done = _run("import gemma_kit.serving, gemma_kit.serving.server, sys; print('gemma_kit.cli' in sys.modules)")
     assert done.returncode == 0, done.stderr[-2000:]

@@ -36,6 +36,7 @@ import dataclasses
 import re
 from typing import List, Optional, Tuple
 
+from ..models import for_family
 from ..models.gemma.config import GemmaConfig
 from ..models.griffin.config import ATTENTION, GriffinConfig
 from .mesh import MODEL, parse_mesh
@@ -124,10 +125,7 @@ RULES = {GemmaConfig: gemma_rules, GriffinConfig: griffin_rules}
 
 def layout_rules(config, model: int) -> List[Rule]:
     """The rules for ``config`` with ``model`` devices on the model axis (pure Python, no devices)."""
-    if type(config) not in RULES:
-        raise TypeError(f"no layout rules for {type(config).__name__}; expected one of "
-                        f"{', '.join(c.__name__ for c in RULES)}")
-    rules = RULES[type(config)](config, model)
+    rules = for_family(RULES, config, "layout rules")(config, model)
     if model > 1 and not any(MODEL in rule.axes for rule in rules):
         raise ValueError(f"a model axis of {model} devices can split nothing in {config.name}: no head count, "
                          f"MLP width or vocabulary size divides by {model}; use a smaller model axis "

@@ -41,11 +41,11 @@ def load_huggingface(path, dtype=None, **options):
 
     ``options``: RecurrentGemma's overrides (e.g. ``attention_window_size``); a Gemma folder takes none.
     """
-    from ..models import backbone_class
+    from ..models import backbone_class, for_family
 
     folder = folder_of(path)
     config = read_hf_config(folder, **options)
-    plan_tensors, fill = WEIGHT_MAPS[type(config)]
+    plan_tensors, fill = for_family(WEIGHT_MAPS, config, "transformers weight map")
     plan = plan_tensors(folder, config)
     tokenizer = load_hf_tokenizer(folder)            # every problem with the files, before allocating
     backbone = backbone_class(config)(config, dtype=dtype, random_init=False)

@@ -14,12 +14,18 @@ from .griffin import GriffinBackbone, GriffinConfig
 BACKBONES = {GemmaConfig: GemmaBackbone, GriffinConfig: GriffinBackbone}
 
 
+def for_family(table, config, what: str):
+    """``table[type(config)]``: what a per-family table (keyed by config class) holds for ``config``'s family;
+    a TypeError naming ``what`` and the families the table knows otherwise."""
+    if type(config) not in table:
+        raise TypeError(f"no {what} for a {type(config).__name__}; "
+                        f"expected one of {', '.join(c.__name__ for c in table)}")
+    return table[type(config)]
+
+
 def backbone_class(config):
     """The backbone class that builds a model from ``config`` (a ``GemmaConfig`` or ``GriffinConfig``)."""
-    if type(config) not in BACKBONES:
-        raise TypeError(f"no model family for a {type(config).__name__}; "
-                        f"expected one of {', '.join(c.__name__ for c in BACKBONES)}")
-    return BACKBONES[type(config)]
+    return for_family(BACKBONES, config, "model family")
 
 
-__all__ = ["BACKBONES", "backbone_class", "GemmaBackbone", "GemmaConfig", "GriffinBackbone", "GriffinConfig"]
+__all__ = ["BACKBONES", "backbone_class", "for_family", "GemmaBackbone", "GemmaConfig", "GriffinBackbone", "GriffinConfig"]
