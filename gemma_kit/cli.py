@@ -83,6 +83,9 @@ def _info(args) -> int:
     for key, value in config.to_dict().items():
         print(f"{key:<{width}}  {_pattern(value) if key in ('layer_types', 'block_types') else value}")
     print(f"{'parameters':<{width}}  {config.num_parameters():,}")
+    if hasattr(config, "effective_parameters"):       # Gemma 4: without the PLE table; with the chosen experts
+        print(f"{'effective':<{width}}  {config.effective_parameters():,}  (without the per-layer embeddings)")
+        print(f"{'active':<{width}}  {config.active_parameters():,}  (the weights one token computes with)")
     if args.model in PRESETS:
         preset = PRESETS[args.model]
         print(f"{'official':<{width}}  {preset.official_parameters:,}  ({preset.official_source})")

@@ -10,6 +10,7 @@ fetches, and the Hugging Face repo.
 |-----------------|------------------------------------------------|------------------------------|
 | Gemma 1, 2, 3   | ``gemma_2b_en`` ... ``gemma3_instruct_27b_text`` | keras-hub preset metadata    |
 | CodeGemma       | ``code_gemma_2b_en`` ...                       | keras-hub preset metadata    |
+| Gemma 4         | ``gemma4_2b`` ... ``gemma4_instruct_31b``      | the model card (rounded)     |
 | RecurrentGemma  | ``recurrent_gemma_2b_en`` ...                  | the model card               |
 
 ``gemma_kit.load(name)`` and ``gemma-kit info name`` both read this table, so a
@@ -22,10 +23,11 @@ import difflib
 from typing import Dict
 
 from .models.gemma.presets import PRESETS as GEMMA_PRESETS
+from .models.gemma4.presets import PRESETS as GEMMA4_PRESETS
 from .models.griffin.presets import PRESETS as GRIFFIN_PRESETS
 from .nn.config import Preset
 
-PRESETS: Dict[str, Preset] = {**GEMMA_PRESETS, **GRIFFIN_PRESETS}
+PRESETS: Dict[str, Preset] = {**GEMMA_PRESETS, **GEMMA4_PRESETS, **GRIFFIN_PRESETS}
 
 
 def get_preset(name: str) -> Preset:

@@ -45,6 +45,8 @@ import sentencepiece
 from google.protobuf.message import DecodeError
 from sentencepiece import sentencepiece_model_pb2 as sp_pb2
 
+from .chat import CHAT_FORMATS
+
 _Piece = sp_pb2.ModelProto.SentencePiece
 SPACE = "\u2581"  # "▁", SentencePiece's visible space
 
@@ -118,6 +120,8 @@ def build_model_proto(metadata: Mapping) -> sp_pb2.ModelProto:
 
 class GemmaTokenizer:
     """Gemma's SentencePiece tokenizer. Build it with `from_gguf_metadata` or `from_file`."""
+
+    chat_format = "gemma3"  # how apply_chat_template writes a conversation: a key of CHAT_FORMATS
 
     def __init__(self, proto: sp_pb2.ModelProto):
         self.model_proto = proto
@@ -226,47 +230,24 @@ class GemmaTokenizer:
         return sp.id_to_piece(token_id).replace(SPACE, " ")
 
     def apply_chat_template(self, messages: Sequence[Mapping[str, str]],
-                            add_generation_prompt: bool = True) -> str:
-        """Format a conversation the way Gemma 3's official chat template does.
+                            add_generation_prompt: bool = True,
+                            enable_thinking: bool = False) -> str:
+        """The conversation as text, in the chat format `self.chat_format` (see `chat.py`).
 
-        Gemma has two roles, "user" and "model" ("assistant" is accepted as
-        "model"). There is no system turn: a leading system message is put in
-        front of the first user message, followed by a blank line. Turns must
-        alternate, starting with the user. The text has no "<bos>": encode it
-        with `add_bos=True`.
+        "gemma3" (Gemma 1-3, the default) or "gemma4". The text has no "<bos>":
+        encode it with `add_bos=True`. `enable_thinking` turns on Gemma 4's thinking mode.
         """
-        messages = list(messages)
-        prefix = ""
-        if messages and messages[0].get("role") == "system":
-            prefix = _content(messages[0], 0) + "\n\n"
-            messages = messages[1:]
-            if not messages:
-                raise ValueError("a system message must be followed by a user message")
-        parts = []
-        for n, message in enumerate(messages):
-            role = message.get("role")
-            if role not in ("user", "model", "assistant", "system"):
-                raise ValueError(f"message {n}: unknown role {role!r}; "
-                                 "expected 'user', 'model', 'assistant' or 'system'")
-            if role == "system":
-                raise ValueError(f"message {n}: Gemma has no system turn; a system "
-                                 "message may only come first")
-            role = "model" if role == "assistant" else role
-            if (role == "user") != (n % 2 == 0):
-                raise ValueError("conversation roles must alternate user/model/user/..., "
-                                 f"starting with user; message {n} is {role!r}")
-            text = (prefix if n == 0 else "") + _content(message, n).strip()
-            parts.append(f"<start_of_turn>{role}\n{text}<end_of_turn>\n")
-        if add_generation_prompt:
-            parts.append("<start_of_turn>model\n")
-        return "".join(parts)
-
-
-def _content(message: Mapping, n: int) -> str:
-    content = message.get("content")
-    if not isinstance(content, str):
-        raise TypeError(f"message {n}: content must be a str, got {type(content).__name__}")
-    return content
+        chat_format = getattr(self, "chat_format", "gemma3")  # JsonTokenizer borrows this method
+        if chat_format not in CHAT_FORMATS:
+            raise ValueError(f"unknown chat format {chat_format!r}; expected one of "
+                             f"{sorted(CHAT_FORMATS)}")
+        if chat_format == "gemma3":
+            if enable_thinking:
+                raise ValueError("enable_thinking=True: Gemma 1-3 have no thinking mode "
+                                 "(it is a Gemma 4 chat format feature)")
+            return CHAT_FORMATS["gemma3"](messages, add_generation_prompt)
+        return CHAT_FORMATS[chat_format](messages, add_generation_prompt,
+                                         enable_thinking=enable_thinking)
 
 
 class StreamingDecoder:

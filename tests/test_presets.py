@@ -23,6 +23,9 @@ FAMILY = [
     "code_gemma_1.1_instruct_7b_en",
 ]
 
+GEMMA4 = ["gemma4_2b", "gemma4_instruct_2b", "gemma4_4b", "gemma4_instruct_4b", "gemma4_26b_a4b",
+          "gemma4_instruct_26b_a4b", "gemma4_31b", "gemma4_instruct_31b"]   # counts: tests/test_gemma4_presets.py
+
 GRIFFIN = ["recurrent_gemma_2b_en", "recurrent_gemma_instruct_2b_en", "recurrent_gemma_9b_en",
            "recurrent_gemma_instruct_9b_en"]
 
@@ -34,7 +37,7 @@ def _keras_hub_presets():
 
 
 def test_the_whole_family_is_there():
-    assert sorted(PRESETS) == sorted(FAMILY + GRIFFIN)
+    assert sorted(PRESETS) == sorted(FAMILY + GEMMA4 + GRIFFIN)
 
 
 @pytest.mark.parametrize("name", FAMILY + GRIFFIN)
@@ -85,7 +88,7 @@ def test_count_and_handle_agree_with_keras_hub(name):
     assert preset_handle(name).startswith("kaggle://") and PRESETS[name].hf_repo.startswith("google/")
 
 
-@pytest.mark.parametrize("name", FAMILY + GRIFFIN)
+@pytest.mark.parametrize("name", FAMILY + GEMMA4 + GRIFFIN)
 def test_read_config_needs_no_download(name, monkeypatch):
     from gemma_kit import loaders
 
@@ -142,11 +145,21 @@ def test_gemma3_window_rope_and_scaling():
         assert c.layer_types[:6] == (LOCAL,) * 5 + (GLOBAL,) and c.use_qk_norm and c.rope_base_global == 1e6
 
 
-@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("name", FAMILY + GEMMA4)
 def test_config_round_trip(name):
     config = PRESETS[name].config
-    assert GemmaConfig.from_dict(config.to_dict()) == config
-    assert GemmaConfig.from_dict(__import__("json").loads(config.to_json())) == config
+    kind = type(config)                                  # GemmaConfig or Gemma4Config
+    assert kind.from_dict(config.to_dict()) == config
+    assert kind.from_dict(__import__("json").loads(config.to_json())) == config
+
+
+def test_info_shows_gemma4_total_effective_and_active_counts(capsys):
+    assert main(["info", "gemma4_26b_a4b"]) == 0
+    out = capsys.readouterr().out
+    assert "25,233,141,790" in out and "3,822,530,590" in out      # all experts; the 8 chosen ones
+    assert main(["info", "gemma4_2b"]) == 0
+    out = capsys.readouterr().out
+    assert "4,628,569,379" in out and "2,279,759,139" in out       # with and without the PLE table
 
 
 def test_embedded_270m_matches_its_preset(gguf_path):

@@ -23,11 +23,14 @@ import os
 import numpy as np
 from keras import ops
 
+from ..loaders import hf_gemma4
+from ..loaders.hf_gemma import tensor_names
 from ..models.gemma.config import LOCAL, gemma3_layer_types
-from ..loaders.hf_gemma import hf_tensor_names
+from ..models.gemma4.config import Gemma4Config
 from ..tokenizer import GemmaTokenizer
 
 ARCHITECTURES = {"gemma": "GemmaForCausalLM", "gemma2": "Gemma2ForCausalLM", "gemma3_text": "Gemma3ForCausalLM"}
+# Gemma 4 writes ``gemma4_text`` / Gemma4ForCausalLM (``loaders/hf_gemma4.py``).
 SAVED_DTYPES = ("float32", "bfloat16", "float16")
 
 
@@ -69,9 +72,12 @@ def _special_ids(tokenizer) -> dict:
 
 
 def hf_config_dict(config, tokenizer=None, dtype: str = "float32") -> dict:
-    """The ``config.json`` contents for ``config`` (a GemmaConfig)."""
-    model_type = _model_type(config)
+    """The ``config.json`` contents for ``config`` (a GemmaConfig or Gemma4Config)."""
     ids = _special_ids(tokenizer)
+    if isinstance(config, Gemma4Config):
+        return {**hf_gemma4.hf_config_dict(config), "bos_token_id": ids["bos"], "eos_token_id": ids["eos"],
+                "pad_token_id": ids["pad"], "dtype": dtype}
+    model_type = _model_type(config)
     out = {
         "architectures": [ARCHITECTURES[model_type]], "model_type": model_type,
         "vocab_size": config.vocab_size, "hidden_size": config.hidden_dim,
@@ -118,14 +124,12 @@ def generation_config_dict(tokenizer=None) -> dict:
 
 
 def _tensors(backbone, dtype: str) -> dict:
-    """{transformers name: NumPy array}; kernels transposed back to ``[out, in]``."""
-    tensors, variables = {}, backbone.weights_by_path()
-    for ours, theirs in hf_tensor_names(backbone.config).items():
-        value = np.asarray(ops.convert_to_numpy(variables[ours]))
-        if ours.endswith("kernel"):
-            value = value.T                                          # (in, out) -> [out, in]
-        tensors["model." + theirs] = np.ascontiguousarray(value.astype(dtype, copy=False))
-    return tensors
+    """{transformers name: NumPy array}; kernels transposed back to ``[out, in]``, expert halves fused."""
+    variables = backbone.weights_by_path()
+    ours = {path: (theirs, np.asarray(ops.convert_to_numpy(variables[path])))
+            for path, theirs in tensor_names(backbone.config).items()}
+    return {"model." + name: np.ascontiguousarray(value.astype(dtype, copy=False))
+            for name, value in hf_gemma4.to_theirs(ours).items()}
 
 
 def save_hf(model, folder) -> str:

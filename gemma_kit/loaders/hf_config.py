@@ -1,5 +1,6 @@
 """transformers' ``config.json`` -> GemmaConfig for Gemma 1, 2 and 3 (and the text part of multimodal Gemma 3),
-or GriffinConfig for RecurrentGemma (``model_type`` ``recurrent_gemma``, at the end of this file).
+Gemma4Config for ``gemma4_text`` / ``gemma4`` (``hf_gemma4.py``), or GriffinConfig for RecurrentGemma
+(``model_type`` ``recurrent_gemma``, at the end of this file).
 
 Every field we need has a name in transformers' config classes:
 
@@ -33,10 +34,12 @@ from ..models.gemma.config import GLOBAL, LOCAL, GemmaConfig, gemma2_layer_types
 from ..models.griffin.config import GriffinConfig
 from .deepmind import OPTIONS, check_options
 from .hf_files import CONFIG_FILE, HuggingFaceFormatError, model_name, read_config_json
+from .hf_gemma4 import MODEL_TYPES as GEMMA4_MODEL_TYPES
+from .hf_gemma4 import gemma4_config_from_hf
 from .registry import folder_of
 
 GRIFFIN_MODEL_TYPE = "recurrent_gemma"
-MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3", GRIFFIN_MODEL_TYPE)
+MODEL_TYPES = ("gemma", "gemma2", "gemma3_text", "gemma3", *GEMMA4_MODEL_TYPES, GRIFFIN_MODEL_TYPE)
 
 
 def read_hf_config(path, **options):
@@ -55,6 +58,8 @@ def config_from_hf(config_dict: dict, path: str = CONFIG_FILE, name: str | None 
     if options:
         raise TypeError(f"{path}: a {config_dict.get('model_type')} checkpoint takes no loading options, "
                         f"got {sorted(options)} (they are for RecurrentGemma: {sorted(OPTIONS)})")
+    if config_dict.get("model_type") in GEMMA4_MODEL_TYPES:
+        return gemma4_config_from_hf(config_dict, path, name)
     return gemma_config_from_hf(config_dict, path, name)
 
 

@@ -20,6 +20,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.gemma.config import GemmaConfig
+from ..models.gemma4.config import Gemma4Config
+from . import hf_gemma4
 from .hf_files import INDEX_FILE, HuggingFaceFormatError, safe_open, tensor_files
 
 BLOCK_NAMES = {                                   # our weight path (block i) -> transformers name
@@ -53,8 +55,14 @@ def hf_tensor_names(config: GemmaConfig) -> dict:
     return names
 
 
+def tensor_names(config) -> dict:
+    """The name map of ``config``'s generation: Gemma 1-3 here, Gemma 4 in ``hf_gemma4.py``
+    (whose values may be ``(name, half)``: one half of a fused expert tensor)."""
+    return hf_gemma4.hf_tensor_names(config) if isinstance(config, Gemma4Config) else hf_tensor_names(config)
+
+
 def plan_tensors(folder: str, config: GemmaConfig) -> dict:
-    """{file: [(our weight path, tensor name)]}, after checking every tensor and shard exists."""
+    """{file: [(our weight path, tensor name, half)]}, after checking every tensor and shard exists."""
     located = tensor_files(folder)
     if os.path.isfile(os.path.join(folder, INDEX_FILE)):
         sources = INDEX_FILE
@@ -66,7 +74,8 @@ def plan_tensors(folder: str, config: GemmaConfig) -> dict:
                                      f"'language_model.model.embed_tokens.weight') in {sources}: "
                                      "not a Gemma checkpoint?")
     plan = {}
-    for ours, theirs in hf_tensor_names(config).items():
+    for ours, theirs in tensor_names(config).items():
+        theirs, half = theirs if isinstance(theirs, tuple) else (theirs, None)
         name = prefix + theirs
         if name not in located:
             raise HuggingFaceFormatError(f"{folder}: tensor {name!r} is missing from {sources} "
@@ -74,7 +83,7 @@ def plan_tensors(folder: str, config: GemmaConfig) -> dict:
         if not os.path.isfile(located[name]):
             raise HuggingFaceFormatError(f"{folder}: shard {os.path.basename(located[name])!r} is missing "
                                          f"({INDEX_FILE} puts tensor {name!r} in it)")
-        plan.setdefault(located[name], []).append((ours, name))
+        plan.setdefault(located[name], []).append((ours, name, half))
     return plan
 
 
@@ -89,18 +98,16 @@ def load_hf_weights(backbone, folder: str, plan: dict | None = None) -> None:
         for file, tensors in plan.items():
             with safe_open(file) as f:
                 available = set(f.keys())
-                for ours, name in tensors:
+                for ours, name, half in tensors:
                     if name not in available:
                         raise HuggingFaceFormatError(f"{file}: tensor {name!r} is missing (the index says it "
                                                      f"is in this shard; needed for {ours})")
                     variable = variables[ours]
-                    kernel = ours.endswith("kernel")
-                    expected = tuple(variable.shape)[::-1] if kernel else tuple(variable.shape)
                     shape = tuple(f.get_slice(name).get_shape())
+                    expected = hf_gemma4.theirs_shape(tuple(variable.shape), ours, half)
                     if shape != expected:
                         raise HuggingFaceFormatError(f"{file}: tensor {name!r} has shape {shape}, but the config "
                                                      f"expects {expected} for {ours}")
-                    value = f.get_tensor(name).astype(np.float32)
-                    value = value.T if kernel else value                    # [out, in] -> (in, out)
+                    value = hf_gemma4.to_ours(f.get_tensor(name).astype(np.float32), ours, half)
                     variable.assign(np.ascontiguousarray(value).astype(variable.dtype, copy=False))
                     bar.update()

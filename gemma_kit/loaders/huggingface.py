@@ -1,9 +1,9 @@
 """The Hugging Face format: a transformers folder of Gemma or RecurrentGemma, and ``hf://org/name`` handles.
 
 A transformers checkpoint is a folder (``hf_files.py`` reads it):
-- ``config.json``: the hyper-parameters. ``model_type`` is ``gemma``, ``gemma2`` or ``gemma3_text``, or
-  ``gemma3`` (the multimodal model: we load the language model its ``text_config`` describes), or
-  ``recurrent_gemma`` (RecurrentGemma, a Griffin);
+- ``config.json``: the hyper-parameters. ``model_type`` is ``gemma``, ``gemma2``, ``gemma3_text`` or
+  ``gemma4_text``, or ``gemma3`` / ``gemma4`` (multimodal models: we load the language model their
+  ``text_config`` describes), or ``recurrent_gemma`` (RecurrentGemma, a Griffin);
 - ``model.safetensors``, or shards ``model-00001-of-00002.safetensors``, ... that
   ``model.safetensors.index.json`` lists (tensor name -> shard file);
 - ``tokenizer.model`` (SentencePiece) and/or ``tokenizer.json`` (see ``hf_tokenizer.py``).
@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 
 from ..models.gemma.config import GemmaConfig
+from ..models.gemma4.config import Gemma4Config
 from ..models.griffin.config import GriffinConfig
 from . import hf_gemma, hf_griffin
 from .hf_config import config_from_hf, read_hf_config
@@ -33,6 +34,7 @@ __all__ = ["config_from_hf", "read_hf_config", "load_huggingface", "hf_tensor_na
 # Each family's transformers weight map: (folder, config) -> plan, checking every tensor is there;
 # then (backbone, folder, plan) -> the weights assigned.
 WEIGHT_MAPS = {GemmaConfig: (hf_gemma.plan_tensors, hf_gemma.load_hf_weights),
+               Gemma4Config: (hf_gemma.plan_tensors, hf_gemma.load_hf_weights),
                GriffinConfig: (hf_griffin.official_tensors, hf_griffin.load_hf_griffin_weights)}
 
 

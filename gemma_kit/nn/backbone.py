@@ -16,9 +16,15 @@ Everything else is here, once, with one vocabulary:
   at time 0, ``decode`` a chunk of one token.
 
 Every block answers the same questions: ``layer_type`` (its key in ``masks``),
-``attends`` and ``lookback`` (the window rule, ``nn/masks.py``), ``init_cache``,
-and ``block(x, positions, mask, cache=, time=, return_internals=)`` returning
-``(x, new_cache)`` plus a dict of internals when asked (``capture_keys``).
+``attends`` and ``lookback`` (the window rule, ``nn/masks.py``), ``kv_sharing``,
+``init_cache``, and ``block(x, positions, mask, cache=, time=, return_internals=)``
+returning ``(x, new_cache)`` plus a dict of internals when asked (``capture_keys``).
+
+Two Gemma 4 additions pass through the same loop. *KV sharing*: a block whose
+``kv_sharing`` is ``"store"`` also returns the keys and values it read, and the
+later ``"reuse"`` blocks of its layer type attend to those (``shared_kv=``)
+instead of keeping their own. *Per-layer embeddings*: when the family sets
+``per_layer_embedding``, block ``i`` also gets its slice ``per_layer_input=``.
 
 Time and position: every token has a *time step* (its column in the padded
 batch) and a *position* (its index in its own sequence, which RoPE sees and
@@ -43,7 +49,7 @@ class LanguageModelBackbone(keras.Model):
     compile_capture = False          # run the capture pass compiled (many small ops) or eagerly
 
     def __init__(self, config, *, width, embedding_scale, output_soft_cap, embedding_stddev, norm_eps,
-                 block_class, dtype=None, random_init: bool = True, **kwargs):
+                 block_class, norm_unit_offset: bool = True, dtype=None, random_init: bool = True, **kwargs):
         """``random_init=False`` fills the weights with zeros: loaders overwrite every weight
         anyway, and drawing millions of random numbers costs seconds."""
         super().__init__(dtype=dtype, name=kwargs.pop("name", config.name), **kwargs)
@@ -57,14 +63,21 @@ class LanguageModelBackbone(keras.Model):
             reverse_dtype="float32", embeddings_initializer=embed_init, name="token_embedding", dtype=policy)
         self.blocks = [block_class(config, i, kernel_initializer=kernel_init, name=f"block_{i}", dtype=policy)
                        for i in range(config.num_layers)]
-        self.final_norm = RMSNorm(norm_eps, name="final_norm", dtype=policy)
+        self.final_norm = RMSNorm(norm_eps, unit_offset=norm_unit_offset, name="final_norm", dtype=policy)
+        self.per_layer_embedding = self.make_per_layer_embedding(random_init)
         self.build(None)
+
+    def make_per_layer_embedding(self, random_init: bool):
+        """Gemma 4 E2B/E4B return their PLE layer here; the other models have none."""
+        return None
 
     def build(self, input_shape=None):
         self.token_embedding.build((None, None))
         for block in self.blocks:
             block.build((None, None, self.width))
         self.final_norm.build((None, None, self.width))
+        if self.per_layer_embedding is not None:
+            self.per_layer_embedding.build()
         self.built = True
 
     def weights_by_path(self) -> dict:
@@ -92,11 +105,18 @@ class LanguageModelBackbone(keras.Model):
         """
         x = self.token_embedding(token_ids)                                   # (batch, seq, width)
         x = x * ops.cast(self.embedding_scale, x.dtype)
+        per_layer = None if self.per_layer_embedding is None else self.per_layer_embedding(token_ids, x)
+        shared = {}                            # layer_type -> (keys, values) its "store" block read
         new_caches = []
         for i, block in enumerate(self.blocks):
             mask = masks.get(block.layer_type)
+            extra = {} if per_layer is None else {"per_layer_input": per_layer[:, :, i]}   # (batch, seq, dim)
+            if block.kv_sharing == "reuse":
+                extra["shared_kv"] = shared[block.layer_type]
             x, cache, *internals = block(x, positions, mask, cache=None if caches is None else caches[i],
-                                         time=time, return_internals=capture is not None)
+                                         time=time, return_internals=capture is not None, **extra)
+            if block.kv_sharing == "store":
+                shared[block.layer_type], *internals = internals
             new_caches.append(cache)
             if capture is not None:
                 for key in self.capture_keys:
@@ -163,7 +183,8 @@ class LanguageModelBackbone(keras.Model):
         times = ops.arange(seq, dtype="int32")[None, :] + (time if kv_cache.starts_empty(time)
                                                            else ops.cast(time, "int32"))
         times = ops.broadcast_to(times, (batch, seq))                         # (batch, seq)
-        slots = {block.layer_type: cache[0].shape[1] for block, cache in zip(self.blocks, caches) if block.attends}
+        slots = {block.layer_type: cache[0].shape[1] for block, cache in zip(self.blocks, caches)
+                 if block.attends and block.kv_sharing != "reuse"}                # a borrower keeps no ring
         masks = self._masks(times, lambda block: kv_cache.key_times(time, slots[block.layer_type], times),
                             lambda key_times: key_times >= start)            # not padding, slot written
         hidden, caches = self.run_blocks(token_ids, ops.maximum(times - start, 0), masks, caches, time)

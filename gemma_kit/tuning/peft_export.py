@@ -29,10 +29,10 @@ from .lora import backbone_of, lora_layers, lora_state
 
 def _module_names(backbone) -> dict:
     """{our Dense layer path ``block_0/attention/query``: transformers module ``model.layers.0.self_attn.q_proj``}."""
-    from ..loaders.hf_gemma import hf_tensor_names
+    from ..loaders.hf_gemma import tensor_names
     names = {}
-    for ours, theirs in hf_tensor_names(backbone.config).items():
-        if ours.endswith(".kernel"):                 # "block_0/attention.query.kernel"
+    for ours, theirs in tensor_names(backbone.config).items():
+        if ours.endswith(".kernel") and isinstance(theirs, str):     # "block_0/attention.query.kernel"
             names[ours[:-len(".kernel")].replace(".", "/")] = "model." + theirs[:-len(".weight")]
     return names
 

@@ -27,4 +27,5 @@ class GemmaBackbone(LanguageModelBackbone):
                          embedding_scale=config.hidden_dim ** 0.5,         # cast to the compute dtype
                          output_soft_cap=config.final_soft_cap,             # Gemma 2: 30
                          embedding_stddev=0.02, norm_eps=config.rms_norm_eps, block_class=DecoderBlock,
+                         norm_unit_offset=config.rms_norm_unit_offset,
                          dtype=dtype, random_init=random_init, **kwargs)

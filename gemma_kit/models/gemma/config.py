@@ -60,8 +60,11 @@ class GemmaConfig(SerializableConfig):
     rope_base_local: float = 10_000.0
     rope_scaling_factor: float = 1.0        # linear position scaling on global layers (Gemma 3 4B+)
     rms_norm_eps: float = 1e-6
+    rms_norm_unit_offset: bool = True       # RMSNorm multiplies by (1 + scale); Gemma 4: by scale
     max_sequence_length: int = 8192         # the longest prompt + continuation the model was trained for
     name: str = "gemma"
+
+    value_norm = False   # not a field: Gemma 4's config says True (an RMSNorm without scale on values)
 
     def __post_init__(self):
         types = tuple(self.layer_types) or (GLOBAL,) * self.num_layers
@@ -89,6 +92,27 @@ class GemmaConfig(SerializableConfig):
 
     def rope_base(self, layer_index: int) -> float:
         return self.rope_base_local if self.layer_types[layer_index] == LOCAL else self.rope_base_global
+
+    # Per-layer numbers. Every layer of Gemma 1-3 has the same; Gemma 4 (models/gemma4/config.py)
+    # gives its global layers their own head size and KV heads, and its last layers borrowed keys.
+    def head_dim_of(self, layer_index: int) -> int:
+        return self.head_dim
+
+    def kv_heads_of(self, layer_index: int) -> int:
+        return self.num_kv_heads
+
+    def mlp_dim_of(self, layer_index: int) -> int:
+        return self.intermediate_dim
+
+    def keys_are_values(self, layer_index: int) -> bool:
+        return False
+
+    def rope_fraction(self, layer_index: int) -> float:
+        return 1.0
+
+    def kv_sharing(self, layer_index: int):
+        """None: the layer keeps its own keys and values (Gemma 4's shared layers say otherwise)."""
+        return None
 
     def num_parameters(self) -> int:
         """Parameter count from the shapes alone: no weight is allocated."""

@@ -32,6 +32,8 @@ class MLPBlock(GeGLU):
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
 class ResidualBlock(keras.layers.Layer):
+    kv_sharing = None                                                # every block keeps its own state
+
     def __init__(self, config: GriffinConfig, block_index: int, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(**kwargs)
         self.config, self.block_index = config, block_index
