@@ -18,7 +18,8 @@ from .fim import fim_prompt  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
 from .memory import memory_plan  # noqa: E402
 from .model import GemmaModel  # noqa: E402
-from .models import GemmaBackbone, GemmaConfig, GriffinBackbone, GriffinConfig, backbone_class  # noqa: E402
+from .models import (Gemma4Backbone, Gemma4Config, GemmaBackbone, GemmaConfig, GriffinBackbone,  # noqa: E402
+                     GriffinConfig, backbone_class)
 from .presets import PRESETS  # noqa: E402
 from .sampling import SAMPLERS  # noqa: E402
 
@@ -26,7 +27,7 @@ __version__ = "0.1.0"
 
 
 def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
-    """Load a model by preset name (``"gemma3_270m"``, ``"gemma_2b_en"``, ...) or from a checkpoint path.
+    """Load a model by preset name (``"gemma3_270m"``, ``"gemma4_instruct_2b"``, ...) or from a checkpoint path.
 
     ``dtype``: the Keras dtype policy for weights and compute, e.g. ``"float32"``
     (the default) or ``"bfloat16"``. ``options`` go to the format's loader, e.g.
@@ -36,5 +37,6 @@ def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
     return GemmaModel(backbone, tokenizer, config, source=str(source))
 
 
-__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "GriffinBackbone", "GriffinConfig", "SAMPLERS",
+__all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "Gemma4Backbone", "Gemma4Config", "GriffinBackbone",
+           "GriffinConfig", "SAMPLERS",
            "NAMED_SOURCES", "PRESETS", "backbone_class", "read_config", "memory_plan", "fim_prompt"]

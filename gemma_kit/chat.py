@@ -187,4 +187,17 @@ def split_thoughts(text: str) -> tuple[str, str]:
     return "\n".join(t for t in thoughts if t), answer
 
 
-CHAT_FORMATS = {"gemma3": gemma3_chat, "gemma4": gemma4_chat}
+def gemma4_large_chat(messages: Messages, add_generation_prompt: bool = True, enable_thinking: bool = False) -> str:
+    """The 26B-A4B and 31B template: ``gemma4_chat`` with the empty thought channel when thinking is off."""
+    return gemma4_chat(messages, add_generation_prompt, enable_thinking=enable_thinking, empty_thought=True)
+
+
+CHAT_FORMATS = {"gemma3": gemma3_chat, "gemma4": gemma4_chat, "gemma4_large": gemma4_large_chat}
+
+
+def chat_format_of(config) -> str:
+    """The chat format of a model: Gemma 1-3's, or one of Gemma 4's two templates. The E2B/E4B template
+    (models with per-layer embeddings) and the 26B-A4B/31B one (without) differ in one place."""
+    if type(config).__name__ != "Gemma4Config":
+        return "gemma3"
+    return "gemma4" if config.per_layer_input_dim else "gemma4_large"

@@ -6,7 +6,10 @@
     model.logits(model.tokenizer.encode("Hello"))                    # (1, seq, vocab) float32
 
 Prompts get a BOS token in front, as Gemma was trained. Generation stops at
-``<eos>`` and ``<end_of_turn>`` (the end of a chat answer) unless told otherwise.
+``<eos>`` and at the end of a chat turn (``<end_of_turn>``; Gemma 4: ``<turn|>``)
+unless told otherwise. A Gemma 4 model asked to think (``enable_thinking=True`` in
+``tokenizer.apply_chat_template``) writes its thoughts first: ``generate(...,
+thoughts="hide")`` drops them, ``thoughts="return"`` returns ``(thoughts, answer)``.
 """
 
 from __future__ import annotations
@@ -33,7 +36,11 @@ def as_token_batch(ids: np.ndarray, vocab_size: int) -> np.ndarray:
 
 class GemmaModel:
     def __init__(self, backbone, tokenizer, config, source: str = ""):
+        from .chat import chat_format_of
+
         self.backbone, self.tokenizer, self.config, self.source = backbone, tokenizer, config, source
+        if tokenizer:
+            tokenizer.chat_format = chat_format_of(config)      # the family's chat template
         self.recompile()
 
     def recompile(self):
@@ -65,9 +72,10 @@ class GemmaModel:
                                  f"exceeds the model's maximum sequence length of {limit} tokens")
 
     def stop_ids(self, stop_tokens=None) -> List[int]:
-        """Token ids that end generation: by default ``<eos>`` and ``<end_of_turn>``."""
+        """Token ids that end generation: by default ``<eos>`` and the end of a chat turn
+        (``<end_of_turn>``, Gemma 4's ``<turn|>``), those the vocabulary has."""
         if stop_tokens is None:
-            stop_tokens = ["<eos>", "<end_of_turn>"]
+            stop_tokens = ["<eos>", "<end_of_turn>", "<turn|>"]
         ids = []
         for token in stop_tokens:
             if isinstance(token, (int, np.integer)):
@@ -83,8 +91,16 @@ class GemmaModel:
     def generate(self, prompt_or_prompts: Union[str, Sequence[str]], max_new_tokens: int = 64,
                  sampler: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, stop_tokens=None,
-                 use_cache: bool = True):
-        """The new text for one prompt (a string) or for each of a list of prompts (a list)."""
+                 use_cache: bool = True, thoughts: str = "keep"):
+        """The new text for one prompt (a string) or for each of a list of prompts (a list).
+
+        ``thoughts`` (Gemma 4's thinking mode): "keep" the text as written, thought channel
+        included; "hide" it, giving the answer alone; or "return" ``(thoughts, answer)`` pairs.
+        """
+        from .chat import split_thoughts
+
+        if thoughts not in ("keep", "hide", "return"):
+            raise ValueError(f"thoughts must be 'keep', 'hide' or 'return', got {thoughts!r}")
         single = isinstance(prompt_or_prompts, str)
         prompts = [prompt_or_prompts] if single else list(prompt_or_prompts)
         if not prompts:
@@ -92,7 +108,9 @@ class GemmaModel:
         ids = self.generate_ids([self.encode_prompt(p) for p in prompts], max_new_tokens, sampler=sampler,
                                 temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                                 stop_tokens=stop_tokens, use_cache=use_cache)
-        texts = [self.tokenizer.decode(row) for row in ids]
+        texts = [self.tokenizer.decode(row) for row in ids]    # the channel markers are text pieces
+        if thoughts != "keep":
+            texts = [split_thoughts(text) if thoughts == "return" else split_thoughts(text)[1] for text in texts]
         return texts[0] if single else texts
 
     def generate_ids(self, prompts_ids: List[List[int]], max_new_tokens: int = 64, stop_tokens=None,

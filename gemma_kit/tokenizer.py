@@ -234,7 +234,8 @@ class GemmaTokenizer:
                             enable_thinking: bool = False) -> str:
         """The conversation as text, in the chat format `self.chat_format` (see `chat.py`).
 
-        "gemma3" (Gemma 1-3, the default) or "gemma4". The text has no "<bos>":
+        "gemma3" (Gemma 1-3, the default), "gemma4" (E2B, E4B) or "gemma4_large" (26B-A4B,
+        31B). `gemma_kit.load` sets it from the model's config. The text has no "<bos>":
         encode it with `add_bos=True`. `enable_thinking` turns on Gemma 4's thinking mode.
         """
         chat_format = getattr(self, "chat_format", "gemma3")  # JsonTokenizer borrows this method

@@ -5,6 +5,7 @@ global slots, borrowed keys and values) gives what the full forward pass gives, 
 its bytes are what the KV sharing predicts; a saved folder reloads in transformers.
 """
 
+import keras
 import numpy as np
 import pytest
 import torch
@@ -28,14 +29,33 @@ def saved(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def ours(saved):
+    """{variant: our GemmaModel}, each loaded once from its transformers folder."""
+    return {variant: gemma_kit.load(folder) for variant, (folder, _) in saved.items()}
+
+
+def quick_logits(model, ids):
+    """Compiled on JAX; eager elsewhere (tracing a TensorFlow graph costs more than running a tiny model)."""
+    if keras.config.backend() == "jax":
+        return model.logits(ids)[0]
+    return np.asarray(ops.convert_to_numpy(model.backbone(np.asarray([ids], np.int32))))[0]
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_logits_and_greedy_tokens_match_transformers(saved, variant):
-    folder, theirs = saved[variant]
-    ours = gemma_kit.load(folder)
+def test_logits_match_transformers(saved, ours, variant):
+    theirs, ours = saved[variant][1], ours[variant]
     assert isinstance(ours.backbone, Gemma4Backbone)
-    error = np.abs(ours.logits(IDS)[0] - hf_logits(theirs, IDS)[0]).max()
+    error = np.abs(quick_logits(ours, IDS) - hf_logits(theirs, IDS)[0]).max()
     print(f"\n{variant}: max |logits - transformers| = {error:.2e}")
     assert error < 1e-4
+
+
+# Generation compiles a prefill and a decode step per model: every variant on JAX, the richest one
+# (PLE, KV sharing, double-wide MLP) on TensorFlow and PyTorch, where compiling costs most.
+@pytest.mark.parametrize("variant", list(VARIANTS) if keras.config.backend() == "jax" else ["e2b"])
+def test_greedy_tokens_match_transformers(saved, ours, variant):
+    theirs, ours = saved[variant][1], ours[variant]
 
     prompt, steps = IDS[:12], 12                                     # 24 tokens: wraps the window
     theirs.generation_config.eos_token_id = None
@@ -56,8 +76,8 @@ def test_config_fields_are_read(saved):
 
 
 @pytest.mark.parametrize("variant", ["e2b", "moe"])
-def test_chunks_appended_to_a_live_cache_match_the_full_forward_pass(saved, variant, padding=2):
-    backbone = gemma_kit.load(saved[variant][0]).backbone
+def test_chunks_appended_to_a_live_cache_match_the_full_forward_pass(ours, variant, padding=2):
+    backbone = ours[variant].backbone
     full = np.asarray(ops.convert_to_numpy(backbone(np.asarray([IDS], np.int32))))[0]   # (seq, vocab)
     padded = np.concatenate([np.zeros(padding, np.int32), np.asarray(IDS, np.int32)])
     start = np.full(1, padding, np.int32)
@@ -87,12 +107,12 @@ def test_cache_bytes_with_and_without_kv_sharing(saved):
     assert len(owners) == 4 and sum(per_layer[i] for i in owners) < sum(per_layer)
 
 
-def test_a_borrowing_layer_has_no_key_or_value_weights(saved):
-    backbone = gemma_kit.load(saved["e2b"][0]).backbone
+def test_a_borrowing_layer_has_no_key_or_value_weights(saved, ours):
+    backbone = ours["e2b"].backbone
     paths = backbone.weights_by_path()
     assert "block_3/attention.key.kernel" in paths and "block_4/attention.key.kernel" not in paths
     assert "block_4/attention.value.kernel" not in paths and "block_4/attention.query.kernel" in paths
-    moe = gemma_kit.load(saved["moe"][0]).backbone.weights_by_path()
+    moe = ours["moe"].backbone.weights_by_path()
     assert "block_5/attention.key.kernel" in moe and "block_5/attention.value.kernel" not in moe   # k = v
     assert "block_0/attention.value.kernel" in moe
     assert tuple(moe["block_0/experts.gate"].shape) == (4, 32, 24)
@@ -100,15 +120,15 @@ def test_a_borrowing_layer_has_no_key_or_value_weights(saved):
         saved["e2b"][0]).num_parameters()
 
 
-def test_saved_folder_reloads_in_transformers(saved, tmp_path):
+def test_saved_folder_reloads_in_transformers(ours, tmp_path):
     import transformers
 
     for variant in ("e2b", "moe"):
-        ours = gemma_kit.load(saved[variant][0])
-        folder = ours.save_hf(tmp_path / variant)
+        folder = ours[variant].save_hf(tmp_path / variant)
         theirs = transformers.AutoModelForCausalLM.from_pretrained(folder, attn_implementation="eager").eval()
         assert type(theirs).__name__ == "Gemma4ForCausalLM"
-        np.testing.assert_allclose(hf_logits(theirs, IDS)[0], ours.logits(IDS)[0], atol=1e-4, rtol=1e-4)
+        np.testing.assert_allclose(hf_logits(theirs, IDS)[0], quick_logits(ours[variant], IDS), atol=1e-4,
+                                   rtol=1e-4)
 
 
 def test_a_config_we_cannot_express_is_refused(saved, tmp_path):
@@ -127,3 +147,22 @@ def test_a_config_we_cannot_express_is_refused(saved, tmp_path):
         json.dump({**config, **change}, open(folder / "config.json", "w"))
         with pytest.raises(HuggingFaceFormatError, match=message):
             gemma_kit.read_config(str(folder))
+
+
+def test_chat_format_and_thoughts(ours, monkeypatch):
+    small, large = ours["e2b"], ours["moe"]
+    assert (small.tokenizer.chat_format, large.tokenizer.chat_format) == ("gemma4", "gemma4_large")
+    chat = [{"role": "user", "content": "2+2?"}]
+    assert small.tokenizer.apply_chat_template(chat) == "<|turn>user\n2+2?<turn|>\n<|turn>model\n"
+    assert large.tokenizer.apply_chat_template(chat).endswith("<|turn>model\n<|channel>thought\n<channel|>")
+    assert small.tokenizer.apply_chat_template(chat, enable_thinking=True).startswith("<|turn>system\n<|think|>")
+
+    written = "<|channel>thought\nTwo and two.<channel|>4<turn|>"   # what a thinking model writes
+    ids = small.tokenizer.encode(written)
+    assert small.tokenizer.decode(ids) == written
+    monkeypatch.setattr(small, "generate_ids", lambda prompts, *args, **kw: [ids for _ in prompts])
+    assert small.generate("2+2?") == written
+    assert small.generate("2+2?", thoughts="hide") == "4"
+    assert small.generate(["2+2?", "3+3?"], thoughts="return") == [("Two and two.", "4")] * 2
+    with pytest.raises(ValueError, match="thoughts must be"):
+        small.generate("2+2?", thoughts="drop")
