@@ -2,12 +2,13 @@
 
     model.save_preset("my_gemma")                                    # gemma_kit -> keras-hub
     keras_hub.models.Gemma3CausalLM.from_preset("my_gemma")          # or GemmaCausalLM for Gemma 1/2
+                                                                     # or Gemma4CausalLM (keras_hub_gemma4.py)
 
 We build keras-hub's own backbone (``GemmaBackbone`` for Gemma 1, CodeGemma and Gemma 2,
-``Gemma3Backbone`` for Gemma 3, text only) from our config, copy our weights into it, wrap it
-in a ``CausalLM`` with keras-hub's tokenizer and preprocessor, and let keras-hub's
-``save_to_preset`` write the folder (config.json, model.weights.h5, tokenizer assets, task.json...).
-The weight mapping is the loader's (``loaders/keras_hub.py``) run backwards.
+``Gemma3Backbone`` for Gemma 3, text only; Gemma 4's ``Gemma4Backbone`` is ``keras_hub_gemma4.py``)
+from our config, copy our weights into it, wrap it in a ``CausalLM`` with keras-hub's tokenizer and
+preprocessor, and let keras-hub's ``save_to_preset`` write the folder (config.json, model.weights.h5,
+tokenizer assets, task.json...). The weight mapping is the loader's (``loaders/keras_hub.py``) run backwards.
 
 Not every config has a keras-hub twin: keras-hub hard-codes the layer patterns (Gemma 2: even
 layers local; Gemma 3: 5 local then 1 global), the RoPE bases (10k; Gemma 3: 10k local, 1M global),
@@ -22,7 +23,9 @@ import numpy as np
 from keras import ops
 
 from ..models.gemma.config import GLOBAL, gemma2_layer_types, gemma3_layer_types
+from ..models.gemma4.config import Gemma4Config
 from ..loaders.keras_hub import KERAS_HUB_NAMES, QKV, keras_hub_shape
+from . import keras_hub_gemma4
 
 
 def _check_representable(config) -> str:
@@ -54,6 +57,8 @@ def _check_representable(config) -> str:
 
 def keras_hub_backbone(config, dtype="float32"):
     """An (untrained) keras-hub backbone with our ``config``'s architecture."""
+    if isinstance(config, Gemma4Config):
+        return keras_hub_gemma4.keras_hub_gemma4_backbone(config, dtype)
     import keras_hub
 
     class_name = _check_representable(config)
@@ -76,6 +81,8 @@ def keras_hub_backbone(config, dtype="float32"):
 def copy_weights_to_keras_hub(backbone, theirs) -> None:
     """Copy a GemmaBackbone's weights into a keras-hub backbone of the same architecture."""
     config = backbone.config
+    if isinstance(config, Gemma4Config):
+        return keras_hub_gemma4.copy_weights_to_keras_hub_gemma4(backbone, theirs)
     targets = {"token_embedding.embeddings": theirs.token_embedding.embeddings,
                "final_norm.scale": theirs.layer_norm.scale}
     for i, block in enumerate(theirs.transformer_layers):
@@ -102,7 +109,10 @@ def copy_weights_to_keras_hub(backbone, theirs) -> None:
 
 
 def keras_hub_causal_lm(model):
-    """A keras-hub ``GemmaCausalLM`` / ``Gemma3CausalLM`` holding a copy of a GemmaModel's weights."""
+    """A keras-hub ``GemmaCausalLM`` / ``Gemma3CausalLM`` / ``Gemma4CausalLM`` holding a copy of a
+    GemmaModel's weights."""
+    if isinstance(model.config, Gemma4Config):
+        return keras_hub_gemma4.keras_hub_gemma4_causal_lm(model)
     import keras_hub
 
     backbone = keras_hub_backbone(model.config, dtype=model.backbone.dtype_policy.name)

@@ -1,16 +1,16 @@
 """Load keras-hub presets (a Kaggle ``keras/...`` download, or ``save_to_preset`` output).
 
 A keras-hub preset is a folder:
-- ``config.json``: ``{"class_name": "GemmaBackbone" | "Gemma3Backbone", "config": {...}}``, the
-  backbone's constructor arguments;
+- ``config.json``: ``{"class_name": "GemmaBackbone" | "Gemma3Backbone" | "Gemma4Backbone", "config": {...}}``,
+  the backbone's constructor arguments (Gemma 4's map: ``keras_hub_gemma4.py``);
 - ``model.weights.h5`` (or shards listed by ``model.weights.json``): the weights as Keras saves them;
 - ``assets/tokenizer/vocabulary.spm``: the SentencePiece model; also ``metadata.json``,
   ``tokenizer.json`` (and ``task.json``, ``preprocessor.json`` for a saved task).
 
 We read ``config.json`` ourselves and stream each tensor out of the ``.h5`` with ``h5py``: keras-hub is
 never imported, and memory holds the weights once (plus one tensor in flight). Kaggle's presets store
-bfloat16 values; the model gets ``dtype`` (float32 unless asked). Gemma 3 4B/12B/27B presets also carry
-a vision encoder: we load the language model and leave the encoder's tensors alone.
+bfloat16 values; the model gets ``dtype`` (float32 unless asked). Gemma 3 4B/12B/27B and every Gemma 4
+preset also carry a vision (and audio) encoder: we load the language model and leave the encoders alone.
 
 Where Keras puts a weight in the ``.h5``: a functional model's layers are stored under
 ``layers/<snake_case class name>[_<n>]`` (counted in graph order), then one group per attribute:
@@ -36,6 +36,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.gemma.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
+from . import keras_hub_gemma4
 from .registry import Format, folder_of
 
 CONFIG_FILE, METADATA_FILE = "config.json", "metadata.json"
@@ -43,7 +44,8 @@ WEIGHTS_FILE, SHARDED_WEIGHTS_FILE = "model.weights.h5", "model.weights.json"
 VOCABULARY_FILE = os.path.join("assets", "tokenizer", "vocabulary.spm")
 
 # keras-hub backbone class -> the snake_case name Keras stores its decoder blocks under.
-BLOCK_GROUPS = {"GemmaBackbone": "gemma_decoder_block", "Gemma3Backbone": "gemma3_decoder_block"}
+BLOCK_GROUPS = {"GemmaBackbone": "gemma_decoder_block", "Gemma3Backbone": "gemma3_decoder_block",
+                "Gemma4Backbone": keras_hub_gemma4.BLOCK_GROUP}
 
 # Our weight path (block i)            ->  keras-hub attribute path inside a decoder block
 KERAS_HUB_NAMES = {
@@ -97,6 +99,11 @@ def config_from_keras_hub(saved: dict, where: str = "config.json", name: str = "
     dtype = values.get("dtype")
     if isinstance(dtype, dict) and "Quantized" in str(dtype.get("class_name", "")):
         raise KerasHubFormatError(f"{where}: quantized presets ({dtype['class_name']}) are not supported")
+    if class_name == "Gemma4Backbone":
+        try:
+            return keras_hub_gemma4.gemma4_config_from_keras_hub(values, where, name)
+        except ValueError as error:
+            raise KerasHubFormatError(str(error)) from error
 
     def get(field, default=KeyError):
         if field not in values:
@@ -176,7 +183,7 @@ class H5Weights:
             for candidate in (path, legacy):
                 if candidate in f:
                     dataset = f[candidate]
-                    value = dataset[()]
+                    value = np.asarray(dataset[()])            # a 0-d array for a scalar
                     if dataset.attrs.get("dtype") == "bfloat16":   # stored as 2 opaque bytes
                         import ml_dtypes
                         value = value.view(ml_dtypes.bfloat16)
@@ -228,18 +235,22 @@ def from_keras_hub_tensor(weight_path: str, value: np.ndarray, our_shape) -> np.
 def load_keras_hub_weights(backbone, folder, class_name) -> None:
     """Stream every tensor of the preset's ``.h5`` into ``backbone``, checking shapes."""
     config, weights = backbone.config, H5Weights(folder)
+    gemma4 = class_name == "Gemma4Backbone"
+    shape_of = keras_hub_gemma4.keras_hub_shape if gemma4 else keras_hub_shape
+    to_ours = keras_hub_gemma4.to_ours if gemma4 else from_keras_hub_tensor
     try:
         targets = backbone.weights_by_path()
-        layout = keras_hub_layout(class_name, config.num_layers, KERAS_HUB_NAMES)
+        layout = (keras_hub_gemma4.h5_layout(config) if gemma4
+                  else keras_hub_layout(class_name, config.num_layers, KERAS_HUB_NAMES))
         for weight_path, variable in tqdm(targets.items(), desc=f"Loading {_preset_name(folder)}",
                                           unit="tensor", leave=False):
             h5_path = layout[weight_path]
             value = weights.get(h5_path)
-            expected = keras_hub_shape(weight_path, config, variable.shape)
+            expected = shape_of(weight_path, config, variable.shape)
             if value.shape != expected:
                 raise KerasHubFormatError(f"{weights.where}: tensor {h5_path!r} has shape {value.shape}, but "
                                           f"{CONFIG_FILE} implies {expected} (for our {weight_path})")
-            value = from_keras_hub_tensor(weight_path, value, tuple(variable.shape))
+            value = to_ours(weight_path, value, tuple(variable.shape))
             variable.assign(np.ascontiguousarray(value).astype(variable.dtype, copy=False))
             del value
     finally:
@@ -267,7 +278,7 @@ def is_keras_hub_preset(path) -> bool:
 
 def load_keras_hub(path, dtype=None):
     """(config, backbone, tokenizer) from a keras-hub preset folder."""
-    from ..models.gemma.backbone import GemmaBackbone
+    from ..models import backbone_class
     from ..tokenizer import GemmaTokenizer
 
     folder = folder_of(path)
@@ -277,7 +288,7 @@ def load_keras_hub(path, dtype=None):
     if not os.path.isfile(vocabulary):
         raise FileNotFoundError(f"{folder}: the keras-hub preset has no tokenizer ({VOCABULARY_FILE})")
     tokenizer = GemmaTokenizer.from_file(vocabulary)
-    backbone = GemmaBackbone(config, dtype=dtype, random_init=False)
+    backbone = backbone_class(config)(config, dtype=dtype, random_init=False)
     load_keras_hub_weights(backbone, folder, saved["class_name"])
     return config, backbone, tokenizer
 
