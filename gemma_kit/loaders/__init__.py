@@ -14,9 +14,9 @@ named by what they read, one module each:
 
 | format                  | module              | reads                                                   |
 |-------------------------|---------------------|---------------------------------------------------------|
-| ``gguf``                | ``gguf.py``         | a llama.cpp / Ollama ``.gguf`` file (Gemma 1, 2, 3)     |
+| ``gguf``                | ``gguf.py``         | a llama.cpp / Ollama ``.gguf`` file (Gemma 1, 2, 3, 4)  |
 | ``keras_hub``           | ``keras_hub.py``    | a keras-hub preset folder (``model.weights.h5``)        |
-| ``huggingface``         | ``huggingface.py``  | a transformers folder, Gemma or RecurrentGemma          |
+| ``huggingface``         | ``huggingface.py``  | a transformers folder, Gemma 1-4 or RecurrentGemma      |
 | ``recurrentgemma_flax`` | ``deepmind.py``     | DeepMind's RecurrentGemma orbax (Flax) folder           |
 | ``recurrentgemma_pt``   | ``deepmind.py``     | DeepMind's RecurrentGemma ``2b.pt`` (or its folder)     |
 

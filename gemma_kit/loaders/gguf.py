@@ -1,7 +1,7 @@
 """Load a Gemma model (config, weights, tokenizer) from a GGUF file.
 
 GGUF (the llama.cpp / Ollama format) keeps everything in one file:
-- hyper-parameters under ``<arch>.*`` keys (``gemma``, ``gemma2`` or ``gemma3``),
+- hyper-parameters under ``<arch>.*`` keys (``gemma``, ``gemma2``, ``gemma3`` or ``gemma4``),
 - the SentencePiece vocabulary under ``tokenizer.ggml.*``,
 - quantized tensors named ``token_embd``, ``blk.N.attn_q``, ... (see ``TENSOR_NAMES``).
 
@@ -10,6 +10,9 @@ Two conventions to undo while loading:
   kernel is ``(in, out)``, so we transpose;
 - llama.cpp's converter stores every Gemma RMSNorm weight as ``1 + scale``; our
   ``RMSNorm`` holds ``scale``, so we subtract 1.
+
+Gemma 4 (``gemma4``) has its own config keys, tensor names and conventions (its norms are
+stored as they are): ``gguf_gemma4.py``.
 """
 
 from __future__ import annotations
@@ -21,9 +24,10 @@ from tqdm.auto import tqdm
 
 from ..models.gemma.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
 from .gguf_file import GGUFError, read_gguf
+from .gguf_gemma4 import gemma4_config_from_gguf, load_gemma4_weights
 from .registry import Format
 
-SUPPORTED_ARCHITECTURES = ("gemma", "gemma2", "gemma3")
+SUPPORTED_ARCHITECTURES = ("gemma", "gemma2", "gemma3", "gemma4")
 
 # Our weight path (block i)            ->  GGUF tensor name
 TENSOR_NAMES = {
@@ -55,6 +59,8 @@ def config_from_gguf_metadata(metadata: dict, path: str = "<gguf>") -> GemmaConf
     if arch not in SUPPORTED_ARCHITECTURES:
         raise GGUFError(f"{path}: architecture {arch!r} is not a Gemma model "
                         f"(supported: {', '.join(SUPPORTED_ARCHITECTURES)})")
+    if arch == "gemma4":
+        raise GGUFError(f"{path}: a gemma4 config needs the tensor index too: use config_from_gguf(read_gguf(path))")
     get = lambda key, default=None: metadata.get(f"{arch}.{key}", default)  # noqa: E731
     hidden = int(_require(metadata, f"{arch}.embedding_length", path))
     layers = int(_require(metadata, f"{arch}.block_count", path))
@@ -84,6 +90,13 @@ def config_from_gguf_metadata(metadata: dict, path: str = "<gguf>") -> GemmaConf
         use_post_norms=True, use_qk_norm=True, rope_base_global=float(get("rope.freq_base", 1e6)),
         rope_base_local=10_000.0, rope_scaling_factor=float(get("rope.scaling.factor", 1.0)),
         query_pre_attn_scalar=hidden / heads if layers == 62 else head_dim)   # 62 layers = Gemma 3 27B
+
+
+def config_from_gguf(gguf_file):
+    """The config of an opened GGUF file: a GemmaConfig, or a Gemma4Config for ``gemma4``."""
+    if gguf_file.metadata.get("general.architecture") == "gemma4":
+        return gemma4_config_from_gguf(gguf_file)
+    return config_from_gguf_metadata(gguf_file.metadata, gguf_file.path)
 
 
 def gguf_tensor_name(weight_path: str) -> str:
@@ -118,20 +131,23 @@ def load_gguf_weights(backbone, gguf_file) -> None:
 
 def load_gguf(path, dtype=None):
     """(config, backbone, tokenizer) from a ``.gguf`` file."""
-    from ..models.gemma.backbone import GemmaBackbone
+    from ..models import Gemma4Config, backbone_class
     from ..tokenizer import GemmaTokenizer
 
     gguf_file = read_gguf(path)
-    config = config_from_gguf_metadata(gguf_file.metadata, gguf_file.path)
-    tokenizer = GemmaTokenizer.from_gguf_metadata(gguf_file.metadata)
-    backbone = GemmaBackbone(config, dtype=dtype, random_init=False)
-    load_gguf_weights(backbone, gguf_file)
+    config = config_from_gguf(gguf_file)
+    try:
+        tokenizer = GemmaTokenizer.from_gguf_metadata(gguf_file.metadata)
+    except ValueError as error:          # e.g. a vocabulary that is not SentencePiece's
+        raise GGUFError(f"{gguf_file.path}: {error}") from error
+    backbone = backbone_class(config)(config, dtype=dtype, random_init=False)
+    (load_gemma4_weights if isinstance(config, Gemma4Config) else load_gguf_weights)(backbone, gguf_file)
     return config, backbone, tokenizer
 
 
 def read_gguf_config(path) -> GemmaConfig:
-    """The config of a ``.gguf`` file, from its header: no tensor is read."""
-    return config_from_gguf_metadata(read_gguf(path).metadata, path)
+    """The config of a ``.gguf`` file, from its header (Gemma 4: and its tiny ``rope_freqs`` tensor)."""
+    return config_from_gguf(read_gguf(path))
 
 
 def is_gguf(path) -> bool:
