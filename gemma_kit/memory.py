@@ -23,6 +23,16 @@ the activations are freed by the time the optimizer updates the weights.
 Generation needs weights + KV cache. LoRA (Hu et al., 2021) freezes the weights and
 trains two small matrices per adapted kernel, r * (in + out) parameters.
 
+Gemma 4 changes three terms (``Gemma4Config``'s per-layer helpers give the numbers):
+
+- the *per-layer embedding (PLE) table* of E2B/E4B is its own row, ``ple_bytes``, apart
+  from the accelerator-resident ``weights``: a token reads one row of it, so it can live
+  in host memory (the plan reports the accelerator total both ways);
+- *experts* (26B-A4B): all are stored (in ``weights``), only ``num_experts_per_token``
+  compute a token: ``active_parameters`` sets the FLOPs and weight bytes read per token;
+- the *KV cache* sums each layer's own KV heads and head size (global layers: 512);
+  layers that borrow keys and values (``kv_sharing(i) == "reuse"``) keep none.
+
 Activations follow Korthikanti et al. (2022), "Reducing Activation Recomputation in
 Large Transformer Models": without rematerialisation (what ``model.fit`` does) each
 layer keeps its residual-stream tensors, the q/k/v heads, the (batch, heads, seq, seq)
@@ -42,9 +52,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Tuple
 
 from .models.gemma.config import LOCAL, GemmaConfig
+from .models.gemma4.config import Gemma4Config
 
 GB = 10 ** 9
 
@@ -70,13 +81,27 @@ def lora_parameters(config: GemmaConfig, rank: int, targets=("query", "value")) 
     (heads, hidden, r), so it trains more: 1,363,968 parameters for gemma_2b_en at rank 4, where
     r * (in + out) on query and value gives 460,800. Both are < 0.06% of the model.
     """
-    d, heads, kv, hd = config.hidden_dim, config.num_query_heads, config.num_kv_heads, config.head_dim
-    shapes = {"query": (d, heads * hd), "key": (d, kv * hd), "value": (d, kv * hd),
-              "attention_output": (heads * hd, d)}
-    unknown = sorted(set(targets) - set(shapes))
+    unknown = sorted(set(targets) - {"query", "key", "value", "attention_output"})
     if unknown:
-        raise ValueError(f"lora_targets: unknown kernels {unknown}; choose from {sorted(shapes)}")
-    return config.num_layers * sum(rank * sum(shapes[t]) for t in targets)
+        raise ValueError(f"lora_targets: unknown kernels {unknown}; choose from "
+                         "['attention_output', 'key', 'query', 'value']")
+    d, heads, total = config.hidden_dim, config.num_query_heads, 0
+    for i in range(config.num_layers):
+        kv, hd, _, has_key, has_value = _layer(config, i)
+        shapes = {"query": (d, heads * hd), "attention_output": (heads * hd, d),
+                  **({"key": (d, kv * hd)} if has_key else {}), **({"value": (d, kv * hd)} if has_value else {})}
+        total += sum(rank * sum(shapes[t]) for t in targets if t in shapes)   # Gemma 4: some layers lack k, v
+    return total
+
+
+def _layer(config: GemmaConfig, i: int):
+    """(KV heads, head_dim, MLP width, has a key kernel, has a value kernel) of layer ``i``: the same
+    in every layer of Gemma 1-3; Gemma 4's per-layer helpers (global layers, KV sharing, keys = values)."""
+    if not isinstance(config, Gemma4Config):
+        return config.num_kv_heads, config.head_dim, config.intermediate_dim, True, True
+    own = config.kv_sharing(i) != "reuse"
+    return (config.kv_heads_of(i), config.head_dim_of(i), config.mlp_dim_of(i), own,
+            own and not config.keys_are_values(i))
 
 
 def activation_bytes(config: GemmaConfig, batch_size: int, sequence_length: int, compute_bytes: int,
@@ -88,24 +113,39 @@ def activation_bytes(config: GemmaConfig, batch_size: int, sequence_length: int,
     (projected; normed and rotated) and the mixed heads once, 5 of width intermediate_dim
     (gate, up, gelu, product, and one gradient in flight), and 4 float32 (batch, heads, seq, seq)
     score tensors (scores, masked, probabilities, their gradient; 5 with a soft cap).
+    Gemma 4 adds, per layer, 5 tensors of (experts x expert width) (all experts run, see
+    ``models/gemma4/moe.py``) and 3 more norms, or the per-layer input (3 of its width, 2 of
+    hidden_dim); once, the PLE lookup and context (4 of layers x its width).
     """
     c, s = config, sequence_length
     tokens = batch_size * s
     norms = 4 if c.use_post_norms else 2
-    per_layer = tokens * compute_bytes * (
-        (6 + 2 * norms) * c.hidden_dim                                       # residual stream, norm in/out
-        + (2 * (c.num_query_heads + 2 * c.num_kv_heads) + c.num_query_heads) * c.head_dim  # q,k,v; mixed
-        + 5 * c.intermediate_dim)                                            # gate, up, gelu, product, grad
+    g4 = isinstance(c, Gemma4Config)
+    extra = ((5 * c.num_experts * c.expert_intermediate_dim + 6 * c.hidden_dim if g4 and c.num_experts else 0)
+             + (3 * c.per_layer_input_dim + 2 * c.hidden_dim if g4 and c.per_layer_input_dim else 0))
+    per_token = 4 * c.num_layers * c.per_layer_input_dim if g4 else 0       # values kept per token; PLE
+    for i in range(c.num_layers):
+        kv, hd, mlp, has_key, _ = _layer(c, i)
+        per_token += ((6 + 2 * norms) * c.hidden_dim                         # residual stream, norm in/out
+                      + (2 * (c.num_query_heads + 2 * kv * has_key) + c.num_query_heads) * hd  # q,k,v; mixed
+                      + 5 * mlp + extra)                                     # gate, up, gelu, product, grad
     scores = (4 + (c.attn_soft_cap is not None)) * batch_size * c.num_query_heads * s * s * 4  # float32
     logits = logits_copies * tokens * c.vocab_size * 4                      # float32 (batch, seq, vocab)
-    return c.num_layers * (per_layer + scores) + logits
+    return tokens * compute_bytes * per_token + c.num_layers * scores + logits
 
 
 def kv_cache_bytes(config: GemmaConfig, batch_size: int, sequence_length: int, compute_bytes: int) -> int:
-    """Keys and values of every layer: a slot per step (global), a ring buffer of the window (local)."""
-    slots = sum(min(config.sliding_window, sequence_length) if t == LOCAL else sequence_length
-                for t in config.layer_types)
-    return 2 * batch_size * config.num_kv_heads * config.head_dim * compute_bytes * slots
+    """Keys and values of every layer: a slot per step (global), a ring buffer of the window (local).
+
+    Gemma 4: each layer with its own KV heads and head size; a layer that borrows another's keys
+    and values keeps none (``nn.cache_bytes(backbone.init_cache(batch, seq))`` gives the same).
+    """
+    total = 0
+    for i, kind in enumerate(config.layer_types):
+        kv, hd, _, has_key, _ = _layer(config, i)
+        slots = min(config.sliding_window, sequence_length) if kind == LOCAL else sequence_length
+        total += 2 * batch_size * kv * hd * compute_bytes * slots * has_key   # keys and values
+    return total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +166,11 @@ class MemoryPlan:
     optimizer_step_bytes: int
     kv_cache_bytes: int
     budget_gb: Optional[float] = None
+    ple_bytes: int = 0                     # Gemma 4 E2B/E4B: the PLE table, apart from ``weights_bytes``
+    active_parameters: int = 0             # the weights one token computes with (MoE: top-k experts)
+    flops_per_token: int = 0               # 2 * active matmul weights (Kaplan et al., 2020); no attention
+    weight_bytes_per_token: int = 0        # weights read to decode one token at batch 1
+    notes: Tuple[str, ...] = ()            # what the numbers mean for this model, in words
 
     @property
     def training(self) -> bool:
@@ -133,10 +178,19 @@ class MemoryPlan:
 
     @property
     def total_bytes(self) -> int:
+        """Everything on the accelerator (the PLE table too: where gemma_kit keeps it)."""
         if not self.training:
-            return self.weights_bytes + self.kv_cache_bytes
-        return (self.weights_bytes + self.gradients_bytes + self.optimizer_bytes
+            return self.weights_bytes + self.ple_bytes + self.kv_cache_bytes
+        return (self.weights_bytes + self.ple_bytes + self.gradients_bytes + self.optimizer_bytes
                 + max(self.activations_bytes, self.optimizer_step_bytes))
+
+    @property
+    def total_bytes_with_ple_on_host(self) -> Optional[int]:
+        """The accelerator's share when the PLE table sits in host memory; None when there is no
+        table, or when full fine-tuning updates it (it then needs the accelerator)."""
+        if not self.ple_bytes or (self.training and not self.lora_rank):
+            return None
+        return self.total_bytes - self.ple_bytes
 
     @property
     def fits(self) -> Dict[str, bool]:
@@ -147,7 +201,7 @@ class MemoryPlan:
 
     def rows(self):
         """(label, GB) for the table; terms that do not apply to this plan are left out."""
-        rows = [("weights", self.weights_bytes)]
+        rows = [("weights", self.weights_bytes)] + ([("PLE table", self.ple_bytes)] if self.ple_bytes else [])
         if self.training:
             rows += [("gradients", self.gradients_bytes), ("optimizer state", self.optimizer_bytes),
                      ("activations", self.activations_bytes), ("optimizer step", self.optimizer_step_bytes)]
@@ -170,14 +224,15 @@ class MemoryPlan:
     def __str__(self):
         lines = [self._title()] + [f"  {label:<16} {gb:10.2f} GB" for label, gb in self.rows()]
         lines += [f"  fits {self._fit_label(k):<24} {'yes' if ok else 'no'}" for k, ok in self.fits.items()]
-        return "\n".join(lines)
+        return "\n".join(lines + [f"  - {note}" for note in self.notes])
 
     def _repr_html_(self):
         cells = "".join(f"<tr><td>{label}</td><td style='text-align:right'>{gb:,.2f} GB</td></tr>"
                         for label, gb in self.rows())
         cells += "".join(f"<tr><td>fits {self._fit_label(k)}</td><td style='text-align:right'>"
                          f"{'yes' if ok else 'no'}</td></tr>" for k, ok in self.fits.items())
-        return f"<table><caption>{self._title()}</caption>{cells}</table>"
+        notes = "".join(f"<li>{note}</li>" for note in self.notes)
+        return f"<table><caption>{self._title()}</caption>{cells}</table>" + (f"<ul>{notes}</ul>" if notes else "")
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "total_bytes": self.total_bytes, "fits": self.fits}
@@ -235,19 +290,59 @@ def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, seq
 
     weight_bytes, compute_bytes = DTYPES[dtype]
     logits_copies, step_copies = BACKENDS[backend]
+    gemma4 = isinstance(config, Gemma4Config)
     parameters = config.num_parameters()
+    ple = config.per_layer_embedding_parameters() if gemma4 else 0
+    active = config.active_parameters() if gemma4 else parameters
     adapters = lora_parameters(config, lora_rank, lora_targets) if lora_rank else 0
-    trainable = 0 if key is None else (adapters if lora_rank else parameters)
+    frozen = config.num_layers if gemma4 else 0          # Gemma 4's layer_scalar: stored, not trained
+    trainable = 0 if key is None else (adapters if lora_rank else parameters - frozen)
     training = key is not None
-    return MemoryPlan(
+    ple_row = config.num_layers * config.per_layer_input_dim if gemma4 else 0   # what a token reads of it
+    plan = MemoryPlan(
         name=config.name, dtype=dtype, backend=backend, optimizer=key, lora_rank=lora_rank,
         batch_size=batch_size, sequence_length=sequence_length, parameters=parameters,
         trainable_parameters=trainable,
-        weights_bytes=(parameters + adapters) * weight_bytes,
+        weights_bytes=(parameters - ple + adapters) * weight_bytes,
         gradients_bytes=trainable * weight_bytes,
         optimizer_bytes=OPTIMIZERS[key] * trainable * 4,
         activations_bytes=activation_bytes(config, batch_size, sequence_length, compute_bytes,
                                            logits_copies) if training else 0,
         optimizer_step_bytes=step_copies * trainable * 4 if OPTIMIZERS[key] else 0,   # stateless SGD: none
         kv_cache_bytes=kv_cache_bytes(config, batch_size, sequence_length, compute_bytes),
-        budget_gb=budget_gb)
+        budget_gb=budget_gb, ple_bytes=ple * weight_bytes, active_parameters=active, flops_per_token=2 * active,
+        weight_bytes_per_token=(active + ple_row) * weight_bytes)
+    return dataclasses.replace(plan, notes=gemma4_notes(config, plan)) if gemma4 else plan
+
+
+def gemma4_notes(config: Gemma4Config, plan: MemoryPlan) -> Tuple[str, ...]:
+    """What a Gemma 4 plan's numbers mean, in words: the PLE table, the experts, the shared KV cache."""
+    c, notes = config, []
+    if plan.ple_bytes:
+        on_host = plan.total_bytes_with_ple_on_host
+        where = (f"then the accelerator needs {on_host / GB:.2f} GB and the host {plan.ple_bytes / GB:.2f} GB"
+                 if on_host is not None else
+                 "but full fine-tuning updates it, so here it needs the accelerator, with its gradients")
+        notes.append(f"The per-layer embedding (PLE) table, {c.per_layer_embedding_parameters():,} parameters "
+                     f"({plan.ple_bytes / GB:.2f} GB), is counted apart from the {c.effective_parameters():,} "
+                     f"'effective' weights that must sit on the accelerator. A token reads only its own row "
+                     f"({c.num_layers} layers x {c.per_layer_input_dim} values), so the table can live in "
+                     f"host memory: {where}. gemma_kit keeps it on the accelerator, and the total counts it there.")
+    if c.num_experts:
+        stored = c.num_layers * c.num_experts * 3 * c.hidden_dim * c.expert_intermediate_dim
+        notes.append(f"All {c.num_experts} experts of each layer are stored ({stored:,} parameters, in "
+                     f"'weights'), but each token is computed by {c.num_experts_per_token} of them: "
+                     f"{plan.active_parameters:,} active parameters of {plan.parameters:,}. gemma_kit's "
+                     f"lesson code runs every expert and weights the unchosen ones by 0; a server that "
+                     f"dispatches tokens to their experts computes only the active ones.")
+    if plan.training:
+        return tuple(notes)
+    notes.append(f"Per decoded token (batch 1, experts dispatched): about {plan.flops_per_token / 1e9:.1f} GFLOPs "
+                 f"(2 per active parameter, attention not counted) and {plan.weight_bytes_per_token / GB:.2f} GB "
+                 f"of weights read.")
+    first = {t: c.layer_types.index(t) for t in dict.fromkeys(c.layer_types)}   # a layer of each type
+    heads = ", ".join(f"{t} layers {c.kv_heads_of(i)} KV head(s) of size {c.head_dim_of(i)}" for t, i in first.items())
+    shared = sum(c.kv_sharing(i) == "reuse" for i in range(c.num_layers))
+    notes.append(f"KV cache: {heads}" + (f"; the last {shared} of {c.num_layers} layers reuse an earlier "
+                                          "layer's keys and values (KV sharing) and keep no cache." if shared else "."))
+    return tuple(notes)

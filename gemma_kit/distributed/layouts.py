@@ -28,6 +28,22 @@ any layout gives the same numbers; a good layout gives less memory and traffic.
 RecurrentGemma: the RG-LRU's gates are block-diagonal with ``num_heads`` blocks, so
 the recurrence width is split in whole blocks, like heads; the recurrence then runs
 independently on each device. LoRA adapters (``lora_kernel_a/b``) are small and replicated.
+
+Gemma 4 (``gemma4_rules``) keeps Gemma 3's attention and MLP rules, applied per
+group of layers, since its layers differ: global layers have their own head size
+and KV head count (one KV head in several models: never split), the last
+layers of E2B/E4B borrow keys/values (no key/value kernels) and may have an MLP
+twice as wide. Two new kinds of weight::
+
+    experts gate/up        (experts, hidden, expert_dim)   ("model", None, None)   expert parallelism
+    experts down           (experts, expert_dim, hidden)   ("model", None, None)
+    PLE table              (vocab, layers * dim)           (None, "model")         the packed axis
+    PLE context projection (hidden, layers * dim)          (None, "model")
+
+Expert parallelism (GShard, Lepikhin et al., 2020) puts whole experts on each
+device; when the expert count does not divide, each expert's GeGLU width is split
+instead, Megatron-style. The router, its scales and every norm stay replicated; LoRA
+pairs on the experts (experts, in, rank), (experts, rank, out) go with their experts.
 """
 
 from __future__ import annotations
@@ -38,6 +54,7 @@ from typing import List, Optional, Tuple
 
 from ..models import for_family
 from ..models.gemma.config import GemmaConfig
+from ..models.gemma4.config import Gemma4Config
 from ..models.griffin.config import ATTENTION, GriffinConfig
 from .mesh import MODEL, parse_mesh
 
@@ -71,6 +88,14 @@ def _row(pattern, units, unit_name, model, rank=2):
     """Split the first axis (input rows) when ``units`` divide."""
     if splits(units, model):
         return Rule(pattern, (MODEL,) + (None,) * (rank - 1), f"{units} {unit_name} / {model} devices")
+    return _replicated(pattern, units, unit_name, model, rank)
+
+
+def _split_axis(pattern, units, unit_name, model, rank, axis):
+    """Split ``axis`` when ``units`` divide (``_column``/``_row`` for any axis of a 3-D weight)."""
+    if splits(units, model):
+        return Rule(pattern, tuple(MODEL if a == axis else None for a in range(rank)),
+                    f"{units} {unit_name} / {model} devices")
     return _replicated(pattern, units, unit_name, model, rank)
 
 
@@ -119,8 +144,60 @@ def griffin_rules(config: GriffinConfig, model: int) -> List[Rule]:
     return rules
 
 
+def _blocks(layers) -> str:
+    """A regex for these blocks' paths: ``block_(0|1|2)``."""
+    return f"block_({'|'.join(str(i) for i in layers)})"
+
+
+def gemma4_rules(config: Gemma4Config, model: int) -> List[Rule]:
+    """Gemma 4 (``Gemma4Backbone``): Gemma 3's rules per group of layers, plus experts and the PLE table."""
+    c = config
+    rules = [
+        _embedding(c.vocab_size, c.hidden_dim, model),
+        # Whole heads whatever their size (global layers: global_head_dim), so one rule for every layer.
+        _column(r".*/attention/query/kernel", c.num_query_heads, "query heads", model),
+        _row(r".*/attention/attention_output/kernel", c.num_query_heads, "query heads", model),
+    ]
+    # Keys/values: each layer type has its own KV head count (26B-A4B: 8 local, 2 global); a layer
+    # that borrows its keys and values ("reuse") has no kernels, so no rule.
+    for kind in dict.fromkeys(c.layer_types):
+        layers = [i for i in range(c.num_layers) if c.layer_types[i] == kind and c.kv_sharing(i) != "reuse"]
+        if layers:
+            rules.append(_column(rf".*/{_blocks(layers)}/attention/(key|value)/kernel", c.kv_heads_of(layers[0]),
+                                 f"key/value heads ({kind} layers)", model))
+    # The MLP: E2B's KV-borrowing layers are twice as wide, so one rule per width.
+    widths = sorted({c.mlp_dim_of(i) for i in range(c.num_layers)})
+    for width in widths:
+        layers = [i for i in range(c.num_layers) if c.mlp_dim_of(i) == width]
+        blocks = ".*" if len(widths) == 1 else f".*/{_blocks(layers)}"
+        rules += [_column(rf"{blocks}/mlp/(gate|up)/kernel", width, "MLP columns", model),
+                  _row(rf"{blocks}/mlp/down/kernel", width, "MLP rows", model)]
+    if c.num_experts:
+        if splits(c.num_experts, model):               # expert parallelism: whole experts per device
+            why = f"{c.num_experts} experts / {model} devices (expert parallelism)"
+            rules += [Rule(r".*/experts/(gate|up|down)", (MODEL, None, None), why),
+                      # LoRA on the experts: A (experts, in, rank), B (experts, rank, out) go with their expert
+                      Rule(r".*/experts/(gate|up|down)_lora_kernel_(a|b)", (MODEL, None, None), why)]
+        else:                                          # else split inside each expert, as the dense MLP
+            width = c.expert_intermediate_dim
+            rules += [_split_axis(r".*/experts/(gate|up)", width, "expert columns", model, rank=3, axis=2),
+                      _split_axis(r".*/experts/down", width, "expert rows", model, rank=3, axis=1)]
+    if c.per_layer_input_dim:
+        # The PLE table (E2B: 262,144 x 35 * 256, 2.3B values, half the checkpoint) is split on its
+        # packed (layers * dim) axis, not on the vocabulary: each device looks up its own columns of a
+        # token's row with no communication, and the result is split like the context projection's
+        # output (same rule), so their sum is local too; block i then fetches its (batch, seq, dim)
+        # slice. Splitting vocabulary rows would need an all-reduce of the whole (batch, seq, layers *
+        # dim) lookup. Serving systems keep this table in host memory (a token reads one 18 KB row);
+        # keras.distribution places variables on devices only, so splitting it is the closest we get.
+        packed = c.num_layers * c.per_layer_input_dim
+        rules += [_column(r".*/per_layer_embedding/token_table/embeddings", packed, "PLE columns", model),
+                  _column(r".*/per_layer_embedding/context_projection/kernel", packed, "PLE columns", model)]
+    return rules
+
+
 # Each family's weights by their paths in its backbone: one entry per family.
-RULES = {GemmaConfig: gemma_rules, GriffinConfig: griffin_rules}
+RULES = {GemmaConfig: gemma_rules, Gemma4Config: gemma4_rules, GriffinConfig: griffin_rules}
 
 
 def layout_rules(config, model: int) -> List[Rule]:

@@ -14,6 +14,8 @@ that does not initialise variables: Keras records each variable's path, shape an
 dtype and defers its values, so a 9B model costs nothing. Optimizer state is
 ``slots`` float copies of each trainable variable, with the same layout (AdamW: 2).
 Activations and the KV cache are not counted here (see ``gemma_kit.memory``).
+Gemma 4's rows add its experts and its per-layer embedding (PLE) table, which the
+layout splits like any weight though it could live in host memory.
 
 ``measured_bytes_per_device`` reads the same numbers from real arrays on a mesh
 (``tests/test_distributed.py`` checks that the two agree).
@@ -72,14 +74,19 @@ def _itemsize(dtype: str) -> int:
     return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
 
 
+PLE_TABLE = "PLE table"   # Gemma 4 E2B/E4B: could live in host memory (gemma_kit.memory_plan says more)
+
+
 def _group(path: str) -> str:
     """A table row for a variable path ("<model>/block_3/attention/query/kernel")."""
     layer = path.split("/")[-2]
     if "lora_kernel" in path:
         return "LoRA adapters"
-    if layer.endswith("norm"):
+    if "norm" in layer:                        # also Gemma 4's post_ffw_norm_dense, pre_ffw_norm_experts
         return "norms"
-    for key, label in (("token_embedding", "embedding"), ("attention", "attention"), ("mlp", "MLP"),
+    for key, label in (("token_embedding", "embedding"), ("token_table", PLE_TABLE), ("attention", "attention"),
+                       ("mlp", "MLP"), ("experts", "experts (+ router)"), ("per_layer", "per-layer inputs"),
+                       ("layer_scalar", "layer scalars"),
                        ("recurrent_block", "recurrent (RG-LRU)")):
         if key in path:
             return label
@@ -119,6 +126,9 @@ class DeviceMemory:
         rows.append(("total", (sum(w for w, _ in self.rows.values()) + self.optimizer_bytes[0],
                                self.total_per_device)))
         lines += [f"  {label:<22}{whole / GB:>11.3f} GB{each / GB:>11.3f} GB" for label, (whole, each) in rows]
+        if PLE_TABLE in self.rows:
+            lines.append(f"  (the {PLE_TABLE} is read one row per token: kept in host memory instead, it would "
+                         f"free {self.rows[PLE_TABLE][1] / GB:.3f} GB per device)")
         return "\n".join(lines)
 
 
