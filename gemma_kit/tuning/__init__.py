@@ -15,12 +15,13 @@ from .adapters import AdapterMismatchError, load_adapter, read_adapter_metadata,
 from .checkpoint import TrainingCheckpoint
 from .data import TrainingBatches, fits, format_examples, load_jsonl, select
 from .evaluate import LossHistory, exact_match, held_out_loss
-from .lora import enable_lora, lora_layers, lora_state, merge_lora, parameter_counts, remove_lora
+from .lora import enable_lora, lora_layers, lora_state, lora_variables, merge_lora, parameter_counts, remove_lora
 from .peft_export import export_peft
 from .qlora import quantize_base, weight_bytes
 from .train import ResponseLM, compile_for_training
 
-__all__ = ["enable_lora", "merge_lora", "remove_lora", "lora_layers", "lora_state", "parameter_counts",
-           "format_examples", "fits", "load_jsonl", "select", "TrainingBatches", "TrainingCheckpoint", "ResponseLM", "compile_for_training",
+__all__ = ["enable_lora", "merge_lora", "remove_lora", "lora_layers", "lora_state", "lora_variables",
+           "parameter_counts", "format_examples", "fits", "load_jsonl", "select", "TrainingBatches",
+           "TrainingCheckpoint", "ResponseLM", "compile_for_training",
            "save_adapter", "load_adapter", "read_adapter_metadata", "AdapterMismatchError",
            "export_peft", "quantize_base", "weight_bytes", "LossHistory", "exact_match", "held_out_loss"]

@@ -4,7 +4,8 @@
     load_adapter(base_model, "fim.lora.safetensors")
 
 The file is safetensors: one tensor per LoRA matrix, named by its layer path
-(``block_3/attention/query/lora_kernel_a``), and a metadata header with the
+(``block_3/attention/query/lora_kernel_a``; Gemma 4's experts: ``block_3/experts/gate_lora_kernel_a``,
+one (experts, in, rank) stack), and a metadata header with the
 format, rank, alpha, target layer names and the model's name and shape. Loading
 enables LoRA with the file's rank and targets (or checks the ones already
 enabled), then checks every tensor's name and shape before assigning anything:
@@ -19,7 +20,7 @@ import os
 import numpy as np
 from keras import ops
 
-from .lora import backbone_of, enable_lora, lora_layers, lora_state, remove_lora
+from .lora import backbone_of, enable_lora, lora_layers, lora_state, lora_variables, remove_lora
 
 FORMAT = "gemma_kit.lora.v1"
 
@@ -32,7 +33,7 @@ def _lora_variables(model) -> dict:
     """{path inside the backbone: variable} for every LoRA matrix."""
     out = {}
     for layer in lora_layers(model):
-        for variable in (layer.lora_kernel_a, layer.lora_kernel_b):
+        for variable in lora_variables(layer):
             out[variable.path.split("/", 1)[1]] = variable   # drop the model's own name
     return out
 

@@ -12,6 +12,14 @@ Keras' int8 Dense layer adds the LoRA path itself (``x @ dequant(W) + (alpha/r) 
 One deliberate difference from ``model.quantize("int8")``: we quantize each layer ourselves,
 the tied embedding and output layer (``keras.layers.ReversibleEmbedding``, 63% of the 270M's
 weights) included, with a weights-only config (``WEIGHT_ONLY_INT8`` below).
+
+Gemma 4: every Dense layer (attention, MLP, per-layer input gate/projection, the
+router, the PLE context projection) and every embedding (the PLE table of E2B/E4B
+too) become int8. The experts of 26B-A4B do **not**: they are raw 3-D weights of
+``MixtureOfExperts`` (``models/gemma4/moe.py``), not layers Keras knows how to
+quantize, so ``gate``/``up``/``down`` stay in their float dtype (frozen under LoRA,
+with the experts' own float32 LoRA matrices on top). Quantizing them would take
+per-expert, per-output-channel scales and a dequantize step in ``MixtureOfExperts.call``.
 """
 
 from __future__ import annotations
@@ -32,9 +40,10 @@ WEIGHT_ONLY_INT8 = keras.quantizers.Int8QuantizationConfig(activation_quantizer=
 
 
 def quantize_base(model) -> int:
-    """Quantize the Dense kernels and the token embedding of ``model`` to int8; returns the layer count.
+    """Quantize the Dense kernels and the embeddings of ``model`` to int8; returns the layer count.
 
     Call it before ``enable_lora`` (Keras adds LoRA on top of a quantized layer, not the reverse).
+    Gemma 4's expert weights are left as they are (see the module docstring).
     """
     backbone = backbone_of(model)
     if lora_state(backbone):
@@ -42,8 +51,8 @@ def quantize_base(model) -> int:
     count = 0
     with _one_garbage_collection():
         for layer in sublayers(backbone):
-            if isinstance(layer, (keras.layers.Dense, keras.layers.ReversibleEmbedding)) \
-                    and not layer.quantization_mode:
+            # Embedding: the tied token embedding (a ReversibleEmbedding) and Gemma 4's PLE table.
+            if isinstance(layer, (keras.layers.Dense, keras.layers.Embedding)) and not layer.quantization_mode:
                 layer.quantize("int8", type_check=False, config=WEIGHT_ONLY_INT8)
                 count += 1
     _refresh_compiled(model)

@@ -4,6 +4,7 @@
     cap.attention[3]        # (batch, heads, queries, keys) float32 probabilities of layer 3
     cap.masks[3]            # (batch, queries, keys) bool: the exact mask layer 3 used
     cap.hidden[3]           # (batch, seq, width): the residual stream after layer 3 (for the logit lens)
+    cap.experts[3]          # (batch, seq, experts): Gemma 4 MoE routing weights of layer 3 (None without experts)
 
 The backbones fill a ``capture`` dict when one is passed to ``backbone(ids, capture=...)``;
 this file only calls that and turns the tensors into NumPy. The probabilities are the
@@ -11,6 +12,13 @@ softmax the layer really computed, with masked entries set to exactly zero, so a
 sliding-window layer (Gemma 2/3 "local") shows zeros more than ``sliding_window``
 tokens back and a global layer does not. They match transformers' eager
 ``output_attentions`` on the same weights (tests/test_visualize.py).
+
+Gemma 4: every layer has its attention probabilities, a layer that borrows another's
+keys and values (KV sharing) included; a global layer's heads are wider (``global_head_dim``)
+but its probabilities are (batch, heads, queries, keys) like the others'. In a
+mixture-of-experts model (26B-A4B) each layer also routes every token to ``k`` of its
+experts: ``experts`` keeps the weight each expert got (zero for the unchosen ones, the
+chosen ``k`` summing to one before ``per_expert_scale``; see ``models/gemma4/moe.py``).
 
 For RecurrentGemma (Griffin) the recurrent blocks have no attention; instead we keep
 the RG-LRU's two gates and its *effective decay* ``a_t = exp(-8 * gate_a * softplus(a_param))``
@@ -48,6 +56,8 @@ class Capture:
     # Griffin's RG-LRU, per block (batch, seq, lru_width) float32, None if not recurrent: "input_gate", "a_gate",
     # "decay" (the effective a_t), "lru_input" (x_t) and "lru_state" (h_t). Empty for Gemma.
     gates: Dict[str, List[Optional[np.ndarray]]]
+    # Gemma 4 mixture of experts, per layer (batch, seq, experts) float32 routing weights; None without experts.
+    experts: List[Optional[np.ndarray]] = dataclasses.field(default_factory=list)
     backbone: object = dataclasses.field(repr=False, default=None)   # for the logit lens
     tokenizer: object = dataclasses.field(repr=False, default=None)
 
@@ -67,6 +77,11 @@ class Capture:
     @property
     def recurrent_layers(self) -> List[int]:
         return [i for i, gate in enumerate(self.gates.get("decay", [])) if gate is not None]
+
+    @property
+    def expert_layers(self) -> List[int]:
+        """Indices of the layers with a mixture of experts (every layer of Gemma 4 26B-A4B, else none)."""
+        return [i for i, weights in enumerate(self.experts) if weights is not None]
 
 
 def token_labels(tokenizer, ids: Sequence[int]) -> List[str]:
@@ -131,8 +146,10 @@ def run_and_capture(model, inputs: Union[str, Sequence[int], np.ndarray], segmen
     # Keys a query may see: lookback + 1 (its own included) on a windowed attention layer, else all.
     windows = [block.lookback + 1 if block.attends and block.lookback is not None else None
                for block in backbone.blocks]
-    gates = {name: numpy(found[name], np.float32) for name in backbone.capture_keys if name != "attention"}
+    gates = {name: numpy(found[name], np.float32) for name in backbone.capture_keys
+             if name not in ("attention", "experts")}                        # Griffin's RG-LRU
+    experts = numpy(found.get("experts") or [None] * len(kinds), np.float32)
     return Capture(token_ids=ids, tokens=[token_labels(tokenizer, row) for row in ids], layer_kinds=kinds,
                    windows=windows, attention=numpy(found["attention"], np.float32),
                    masks=numpy(found["mask"], bool), hidden=numpy(found["hidden"], np.float32), gates=gates,
-                   backbone=backbone, tokenizer=tokenizer)
+                   experts=experts, backbone=backbone, tokenizer=tokenizer)

@@ -10,6 +10,8 @@ drawn), the **position** slider and, below it, the tokens near that position as
 buttons: **click a token** to see what it attends to. The picture shows the layer's
 attention map (the selected query's row marked), the text shaded by how much the
 selected token attends to each earlier token, and the logit lens at that position.
+In a Gemma 4 mixture-of-experts model the line under the picture also names the
+experts the selected token is routed to in that layer (``experts.py`` draws them all).
 
 Why no JavaScript: the picture is drawn by matplotlib on the kernel side and sent as a
 PNG into an ``ipywidgets.Image``; the controls are standard ipywidgets, whose code ships
@@ -28,6 +30,7 @@ import io
 import time
 
 import ipywidgets as widgets
+import numpy as np
 from matplotlib.figure import Figure
 
 from .capture import Capture
@@ -118,7 +121,17 @@ class AttentionExplorer:
         self.render_seconds = time.perf_counter() - start
         probs = self.capture.attention[self.layer.value][self.row]       # (heads, queries, keys)
         self.status.value = (f"<small>{self.capture.seq_len} tokens, {probs.shape[0]} heads; "
-                             f"drawn in {self.render_seconds:.2f} s</small>")
+                             f"drawn in {self.render_seconds:.2f} s{self.routing_note()}</small>")
+
+    def routing_note(self) -> str:
+        """In a mixture-of-experts layer, the selected token's experts, heaviest first; else nothing."""
+        weights = self.capture.experts[self.layer.value] if self.capture.experts else None
+        if weights is None:
+            return ""
+        query = self.position.value
+        row = weights[self.row, query]                                   # (experts,)
+        chosen = [int(e) for e in np.argsort(-row) if row[e] > 0]
+        return f"; token {query} goes to experts " + ", ".join(f"{e} ({row[e]:.2f})" for e in chosen)
 
     def _ipython_display_(self):
         from IPython.display import display

@@ -18,12 +18,17 @@ its ``k`` experts only ("dispatch"), which is what makes 26B-A4B as fast as a 4B
 Expert weights are stored expert-first, ``gate``/``up`` (experts, hidden, expert_dim)
 and ``down`` (experts, expert_dim, hidden), so ``keras.distribution`` can put
 whole experts on different devices (expert parallelism).
+
+LoRA (``gemma_kit.tuning``) reaches the experts through ``enable_lora`` below:
+each expert gets its own low-rank pair, ``W_e + (alpha / rank) * A_e @ B_e``.
 """
 
 import keras
 from keras import ops
 
 from ...nn.rms_norm import RMSNorm
+
+EXPERT_WEIGHTS = ("gate", "up", "down")         # the three stacked expert matrices LoRA adapts
 
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
@@ -37,6 +42,7 @@ class MixtureOfExperts(keras.layers.Layer):
         self.router_norm = RMSNorm(rms_norm_eps, use_scale=False, name="router_norm", dtype=self.dtype_policy)
         self.router = keras.layers.Dense(num_experts, use_bias=False, kernel_initializer=kernel_initializer,
                                          name="router", dtype=self.dtype_policy)
+        self.lora_enabled, self.lora_rank, self.lora_alpha = False, None, None
 
     def build(self, input_shape):                                     # (batch, seq, hidden)
         h, e, f, init = self.hidden_dim, self.num_experts, self.expert_dim, self.kernel_initializer
@@ -66,11 +72,61 @@ class MixtureOfExperts(keras.layers.Layer):
         (batch, seq, experts) (``gemma_kit.visualize`` shows which expert each token went to).
         """
         weights = self.route(x)                                               # (batch, seq, experts)
-        gate = ops.einsum("bsh,ehf->bsef", x_experts, ops.cast(self.gate, x_experts.dtype))
-        up = ops.einsum("bsh,ehf->bsef", x_experts, ops.cast(self.up, x_experts.dtype))
+        gate = ops.einsum("bsh,ehf->bsef", x_experts, ops.cast(self.expert_weight("gate"), x_experts.dtype))
+        up = ops.einsum("bsh,ehf->bsef", x_experts, ops.cast(self.expert_weight("up"), x_experts.dtype))
         hidden = ops.gelu(gate, approximate=True) * up                        # (batch, seq, experts, expert_dim)
         hidden = hidden * ops.cast(weights, hidden.dtype)[..., None]          # unchosen experts count 0
-        return ops.einsum("bsef,efh->bsh", hidden, ops.cast(self.down, hidden.dtype)), weights
+        return ops.einsum("bsef,efh->bsh", hidden, ops.cast(self.expert_weight("down"), hidden.dtype)), weights
+
+    # -- LoRA on the experts ---------------------------------------------------------------------
+    # Keras' own ``Dense.enable_lora`` adapts the single 2-D kernel (in, out) of a Dense layer. The
+    # experts are not Dense layers but three raw 3-D weights, E matrices stacked along the first
+    # axis, so it does not apply. The update below is the one LoRA would give E separate Dense
+    # layers: per expert e, W_e' = W_e + (alpha / rank) * A_e @ B_e, A_e (in, rank), B_e (rank, out).
+    def enable_lora(self, rank: int, lora_alpha=None):
+        """Freeze ``gate``/``up``/``down`` and add ``{name}_lora_kernel_a`` (experts, in, rank), B = 0."""
+        if not self.built:
+            raise ValueError("Cannot enable LoRA on a MixtureOfExperts layer that is not built yet")
+        if self.lora_enabled:
+            raise ValueError(f"LoRA is already enabled on {self.path}")
+        self._tracker.unlock()                         # Keras locks a layer's variables after build
+        for name in EXPERT_WEIGHTS:
+            experts, fan_in, fan_out = getattr(self, name).shape
+            limit = (6.0 / fan_in) ** 0.5              # He uniform with each expert's own fan-in, as Dense's A
+            a = self.add_weight(name=f"{name}_lora_kernel_a", shape=(experts, fan_in, rank), dtype="float32",
+                                initializer=keras.initializers.RandomUniform(-limit, limit))
+            b = self.add_weight(name=f"{name}_lora_kernel_b", shape=(experts, rank, fan_out), dtype="float32",
+                                initializer="zeros")   # B = 0: the adapted model starts as the base
+            setattr(self, f"{name}_lora_kernel_a", a)
+            setattr(self, f"{name}_lora_kernel_b", b)
+            getattr(self, name).trainable = False
+        self._tracker.lock()
+        self.lora_enabled, self.lora_rank = True, rank
+        self.lora_alpha = lora_alpha if lora_alpha is not None else rank
+
+    def expert_weight(self, name: str):
+        """``gate``, ``up`` or ``down`` as the forward pass uses it: with its LoRA update when enabled."""
+        weight = getattr(self, name)                                          # (experts, in, out)
+        if not self.lora_enabled:
+            return weight
+        a, b = getattr(self, f"{name}_lora_kernel_a"), getattr(self, f"{name}_lora_kernel_b")
+        update = ops.matmul(a, b) * (self.lora_alpha / self.lora_rank)        # (experts, in, out), one A_e @ B_e each
+        return ops.cast(weight, update.dtype) + update
+
+    def save_own_variables(self, store):
+        """As Keras' Dense does under LoRA: save the merged experts, so the file loads into a model without LoRA."""
+        for i, name in enumerate(("router_scale", "per_expert_scale") + EXPERT_WEIGHTS):
+            value = self.expert_weight(name) if name in EXPERT_WEIGHTS else getattr(self, name)
+            store[str(i)] = ops.convert_to_numpy(ops.cast(value, getattr(self, name).dtype))
+
+    def load_own_variables(self, store):
+        """The five saved weights; LoRA matrices, if enabled, restart at zero (what Keras' Dense does)."""
+        for i, name in enumerate(("router_scale", "per_expert_scale") + EXPERT_WEIGHTS):
+            getattr(self, name).assign(store[str(i)])
+            if self.lora_enabled and name in EXPERT_WEIGHTS:
+                for side in "ab":
+                    variable = getattr(self, f"{name}_lora_kernel_{side}")
+                    variable.assign(ops.zeros(variable.shape, variable.dtype))
 
     def get_config(self):
         return {**super().get_config(), "hidden_dim": self.hidden_dim, "num_experts": self.num_experts,
