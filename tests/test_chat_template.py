@@ -150,7 +150,9 @@ def test_gemma4_literal():
 def test_gemma3_chat_literal():
     text = gemma3_chat([S("Be brief."), U(" Hi "), A("Hello")], add_generation_prompt=False)
     assert text == "<start_of_turn>user\nBe brief.\n\nHi<end_of_turn>\n<start_of_turn>model\nHello<end_of_turn>\n"
-    assert CHAT_FORMATS == {"gemma3": gemma3_chat, "gemma4": gemma4_chat}
+    assert CHAT_FORMATS["gemma3"] is gemma3_chat and CHAT_FORMATS["gemma4"] is gemma4_chat
+    # 26B-A4B and 31B: the same template, closing an empty thought channel when thinking is off.
+    assert CHAT_FORMATS["gemma4_large"]([U("Hi")]) == gemma4_chat([U("Hi")], empty_thought=True)
 
 
 @pytest.mark.parametrize("generated, thoughts, answer", [
