@@ -34,6 +34,7 @@ DEFAULT_ROPE = {"sliding_attention": {"rope_type": "default", "rope_theta": 10_0
                 "full_attention": {"rope_type": "proportional", "partial_rotary_factor": 0.25,
                                    "rope_theta": 1_000_000.0}}
 HF_LAYER_TYPES = {LOCAL: "sliding_attention", GLOBAL: "full_attention"}
+OUR_LAYER_TYPES = {theirs: ours for ours, theirs in HF_LAYER_TYPES.items()}   # keras-hub uses these names too
 
 
 def gemma4_config_from_hf(config_dict: dict, path: str, name: str | None = None) -> Gemma4Config:
@@ -69,7 +70,7 @@ def gemma4_config_from_hf(config_dict: dict, path: str, name: str | None = None)
         if unknown:
             raise HuggingFaceFormatError(f"{path}: layer_types {unknown} are not supported "
                                          f"(expected {sorted(HF_LAYER_TYPES.values())})")
-        types = tuple(LOCAL if t == "sliding_attention" else GLOBAL for t in hf_types)
+        types = tuple(OUR_LAYER_TYPES[t] for t in hf_types)
         types = types[:-1] + (GLOBAL,)                           # transformers forces the last layer global
         moe = bool(get("enable_moe_block"))
         k_eq_v = bool(get("attention_k_eq_v"))

@@ -38,9 +38,10 @@ import numpy as np
 
 from ..models.gemma.config import GLOBAL, LOCAL
 from ..models.gemma4.config import Gemma4Config
+from .hf_gemma4 import OUR_LAYER_TYPES
 
 BLOCK_GROUP = "gemma4_text_decoder_block"
-HF_TYPES = {"sliding_attention": LOCAL, "full_attention": GLOBAL}
+HF_TYPES = OUR_LAYER_TYPES            # keras-hub's layer_types are transformers' names
 QKV = (".query.kernel", ".key.kernel", ".value.kernel")
 
 # Our weight path inside block i  ->  (keras-hub layer, as attributes of its decoder block; the weight's
