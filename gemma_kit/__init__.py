@@ -10,6 +10,7 @@ Runs on the JAX (default), TensorFlow and PyTorch backends: set
 ``models/<family>/`` each family with the same file names.
 """
 
+import contextlib
 import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
@@ -26,14 +27,21 @@ from .sampling import SAMPLERS  # noqa: E402
 __version__ = "0.1.0"
 
 
-def load(source: str = "gemma3_270m", dtype=None, **options) -> GemmaModel:
+def load(source: str = "gemma3_270m", dtype=None, quantize=None, **options) -> GemmaModel:
     """Load a model by preset name (``"gemma3_270m"``, ``"gemma4_instruct_2b"``, ...) or from a checkpoint path.
 
     ``dtype``: the Keras dtype policy for weights and compute, e.g. ``"float32"``
-    (the default) or ``"bfloat16"``. ``options`` go to the format's loader, e.g.
-    ``attention_window_size=...`` for a RecurrentGemma checkpoint.
+    (the default) or ``"bfloat16"``. ``quantize="int8"``: weight-only int8 (``nn/int8.py``),
+    each tensor quantized as it is read, so the float model is never held whole.
+    ``options`` go to the format's loader, e.g. ``attention_window_size=...`` for a
+    RecurrentGemma checkpoint.
     """
-    config, backbone, tokenizer, path = load_parts(source, dtype=dtype, **options)
+    from .nn.int8 import built_in_int8
+
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8' (weight-only int8), got {quantize!r}")
+    with built_in_int8() if quantize else contextlib.nullcontext():
+        config, backbone, tokenizer, path = load_parts(source, dtype=dtype, **options)
     return GemmaModel(backbone, tokenizer, config, source=str(source))
 
 

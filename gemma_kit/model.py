@@ -49,6 +49,17 @@ class GemmaModel:
         self.generator = Generator(self.backbone)
         self._logits = compile_model_function(self.backbone, lambda ids: self.backbone(ids))
 
+    def quantize(self, mode: str = "int8") -> "GemmaModel":
+        """Keep the weights in int8 (a float32 scale per block of 32 weights; activations stay float32):
+        a quarter of the memory, and on a CPU a faster decode (``nn/int8.py``). Returns the model."""
+        from .nn.int8 import quantize_backbone
+
+        if mode != "int8":
+            raise ValueError(f"quantize supports mode='int8' (weight-only int8), got {mode!r}")
+        quantize_backbone(self.backbone)
+        self.recompile()
+        return self
+
     def __repr__(self):
         return (f"GemmaModel({self.config.name!r}, {self.config.num_parameters():,} parameters, "
                 f"dtype={self.backbone.dtype_policy.name}, source={self.source!r})")

@@ -23,7 +23,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ..models.gemma.config import GemmaConfig, gemma2_layer_types, gemma3_layer_types
-from .gguf_file import GGUFError, read_gguf
+from ..nn.int8 import Int8Weight
+from .gguf_file import GGUFError, assign_int8, read_gguf
 from .gguf_gemma4 import gemma4_config_from_gguf, load_gemma4_weights
 from .registry import Format
 
@@ -118,6 +119,9 @@ def load_gguf_weights(backbone, gguf_file) -> None:
         name = gguf_tensor_name(weight_path)
         if name not in gguf_file.tensors:
             raise GGUFError(f"{path}: tensor {name!r} is missing (needed for {weight_path})")
+        if isinstance(variable, Int8Weight):          # read into int8 in row chunks, no float copy
+            assign_int8(variable, gguf_file, name, weight_path)
+            continue
         value = gguf_file.dequantize(name)
         if weight_path.endswith("scale"):
             value = value - 1.0                  # GGUF stores 1 + scale

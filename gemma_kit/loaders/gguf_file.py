@@ -133,20 +133,43 @@ class GGUFFile:
                                 f"{start}..{start + nbytes} but the file has {len(buffer)}")
             self.tensors[name] = TensorInfo(name, shape, qtype, start, nbytes)
 
-    def dequantize(self, name: str) -> np.ndarray:
-        """The tensor ``name`` as a float32 NumPy array of its NumPy shape."""
+    def q8_0_blocks(self, name: str, rows: slice | None = None):
+        """A Q8_0 tensor's own int8 values (rows, in) and block scales (rows, in / 32), not dequantized."""
+        return self.dequantize(name, rows, as_blocks=True)
+
+    def dequantize(self, name: str, rows: slice | None = None, as_blocks: bool = False) -> np.ndarray:
+        """The tensor ``name`` as a float32 NumPy array of its NumPy shape.
+
+        ``rows``: only those rows of a matrix (its first axis), e.g. a chunk of a large embedding
+        table read into int8 piece by piece (``nn/int8.py``). GGUF quantizes each row on its own,
+        so a row is a whole number of blocks and can be read alone.
+        """
         if name not in self.tensors:
             raise KeyError(f"{self.path}: tensor {name!r} is missing")
         import gguf
 
         info = self.tensors[name]
-        raw = self._data[info.offset:info.offset + info.nbytes]
+        raw = np.asarray(self._data[info.offset:info.offset + info.nbytes])
+        shape = info.shape
+        if rows is not None:
+            raw = raw.reshape(shape[0], -1)[rows].reshape(-1)                 # (chunk rows * bytes per row,)
+            shape = (len(range(*rows.indices(shape[0]))), *shape[1:])
         if info.ggml_type == gguf.GGMLQuantizationType.F32:
-            return np.asarray(raw).view(np.float32).reshape(info.shape)
+            return raw.view(np.float32).reshape(shape)
+        if info.ggml_type == gguf.GGMLQuantizationType.Q8_0 and as_blocks:
+            return _q8_0_parts(raw, shape)
         if info.ggml_type == gguf.GGMLQuantizationType.Q8_0:
-            return _dequantize_q8_0(np.asarray(raw), info.shape)
-        rows = np.asarray(raw).reshape(info.shape[:-1] + (-1,))   # (rows, bytes per row)
-        return gguf.quants.dequantize(rows, info.ggml_type).astype(np.float32, copy=False)
+            return _dequantize_q8_0(raw, shape)
+        per_row = raw.reshape(shape[:-1] + (-1,))                              # (rows, bytes per row)
+        return gguf.quants.dequantize(per_row, info.ggml_type).astype(np.float32, copy=False)
+
+
+def _q8_0_parts(raw: np.ndarray, shape):
+    """Q8_0 bytes -> (int8 values (rows, in), float32 scales (rows, in / 32)): 34 bytes a block."""
+    blocks = raw.reshape(-1, 34)
+    scale = blocks[:, :2].copy().view(np.float16).astype(np.float32)       # (n_blocks, 1)
+    values = blocks[:, 2:].view(np.int8)                                   # (n_blocks, 32)
+    return values.reshape(shape), scale.reshape(*shape[:-1], -1)
 
 
 def _dequantize_q8_0(raw: np.ndarray, shape) -> np.ndarray:
@@ -161,6 +184,25 @@ def _dequantize_q8_0(raw: np.ndarray, shape) -> np.ndarray:
     values = blocks[:, 2:].view(np.int8).astype(np.float32)               # (n_blocks, 32)
     values *= scale
     return values.reshape(shape)
+
+
+def assign_int8(variable, gguf_file, name: str, weight_path: str, chunk_rows: int = 16384) -> None:
+    """Read tensor ``name`` into an int8 weight (``nn/int8.Int8Weight``), ``chunk_rows`` rows at a time.
+
+    GGUF keeps matrices ``[out, in]``, the int8 layout, so nothing is transposed. A Q8_0 tensor
+    (blocks of 32 int8 values and a float16 scale, along each row) is taken as it is; any other
+    type is dequantized a chunk at a time and requantized into blocks of 32.
+    """
+    import gguf
+
+    info = gguf_file.tensors[name]
+    if tuple(info.shape) != variable.stored_shape:
+        raise GGUFError(f"{gguf_file.path}: tensor {name!r} has shape {tuple(info.shape)}, but the config expects "
+                        f"{variable.stored_shape} ([out, in]) for {weight_path}")
+    keep_q8_0 = info.ggml_type == gguf.GGMLQuantizationType.Q8_0 and info.shape[-1] % 32 == 0
+    read = gguf_file.q8_0_blocks if keep_q8_0 else gguf_file.dequantize
+    variable.assign_stored((first, read(name, rows=slice(first, first + chunk_rows)))
+                           for first in range(0, info.shape[0], chunk_rows))
 
 
 def read_gguf(path: str | os.PathLike) -> GGUFFile:

@@ -44,7 +44,8 @@ from tqdm.auto import tqdm
 
 from ..models.gemma.config import GLOBAL, LOCAL
 from ..models.gemma4.config import Gemma4Config
-from .gguf_file import GGUFError
+from ..nn.int8 import Int8Weight
+from .gguf_file import GGUFError, assign_int8
 
 ARCH = "gemma4"
 NO_ROTATION = 1e29          # rope_freqs entries above this mean "this pair does not turn" (llama.cpp writes 1e30)
@@ -278,5 +279,8 @@ def load_gemma4_weights(backbone, gguf_file) -> None:
     targets = backbone.weights_by_path()
     for weight_path, variable in tqdm(targets.items(), desc=f"Loading {os.path.basename(gguf_file.path)}",
                                       unit="tensor", leave=False):
+        if isinstance(variable, Int8Weight):          # read into int8 in row chunks, no float copy
+            assign_int8(variable, gguf_file, gguf_name(weight_path), weight_path)
+            continue
         value = _read(gguf_file, weight_path, tuple(variable.shape))
         variable.assign(np.ascontiguousarray(value, dtype=np.float32).astype(variable.dtype, copy=False))

@@ -33,10 +33,13 @@ begin at ``start`` has positions ``max(time - start, 0)``: every pad is a
 one-token document and the first real token starts a fresh one.
 """
 
+import contextlib
+
 import keras
 from keras import ops
 
 from . import kv_cache
+from .int8 import ReversibleEmbedding, built_in_int8, float_view
 from .masks import attention_mask, document_ids
 from .rms_norm import RMSNorm
 
@@ -57,8 +60,9 @@ class LanguageModelBackbone(keras.Model):
         policy = self.dtype_policy
         kernel_init = "glorot_uniform" if random_init else "zeros"
         embed_init = keras.initializers.RandomNormal(stddev=embedding_stddev) if random_init else "zeros"
-        # Keras' own tied embedding: `reverse=True` multiplies by its transpose (the output layer).
-        self.token_embedding = keras.layers.ReversibleEmbedding(
+        # Keras' tied embedding (``ReversibleEmbedding``): `reverse=True` multiplies by its transpose (the output
+        # layer); ours only changes its int8 form (``nn/int8.py``).
+        self.token_embedding = ReversibleEmbedding(
             config.vocab_size, width, tie_weights=True, logit_soft_cap=output_soft_cap,
             reverse_dtype="float32", embeddings_initializer=embed_init, name="token_embedding", dtype=policy)
         self.blocks = [block_class(config, i, kernel_initializer=kernel_init, name=f"block_{i}", dtype=policy)
@@ -90,7 +94,7 @@ class LanguageModelBackbone(keras.Model):
             layers, name = variable.path.split("/", 1)[1].rsplit("/", 1)
             top, _, inner = layers.partition("/")
             weights[f"{top}/{inner.replace('/', '.')}.{name}" if inner else f"{top}.{name}"] = variable
-        return weights
+        return float_view(weights)          # an int8 weight and its scale appear as one float weight
 
     # -- the forward pass, shared by every entry point ------------------------------------------
     def run_blocks(self, token_ids, positions, masks, caches=None, time=None, capture=None):
@@ -200,9 +204,13 @@ class LanguageModelBackbone(keras.Model):
 
     # -- Keras serialization: the config travels as a dict, so `model.save("x.keras")` round-trips --
     def get_config(self):
-        return {"config": self.config.to_dict(), "dtype": self.dtype_policy.name, "name": self.name}
+        config = {"config": self.config.to_dict(), "dtype": self.dtype_policy.name, "name": self.name}
+        if self.token_embedding.quantization_mode == "int8":       # model.quantize("int8") was called
+            config["quantize"] = "int8"
+        return config
 
     @classmethod
     def from_config(cls, config):
         config = dict(config)
-        return cls(cls.config_class.from_dict(config.pop("config")), **config)
+        with built_in_int8() if config.pop("quantize", None) == "int8" else contextlib.nullcontext():
+            return cls(cls.config_class.from_dict(config.pop("config")), **config)

@@ -7,6 +7,8 @@ to the exact erf form, so we ask for ``approximate=True`` explicitly.
 import keras
 from keras import ops
 
+from .int8 import Dense
+
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
 class GeGLU(keras.layers.Layer):
@@ -15,9 +17,9 @@ class GeGLU(keras.layers.Layer):
         super().__init__(**kwargs)
         self.hidden_dim, self.intermediate_dim, self.use_bias = hidden_dim, intermediate_dim, use_bias
         dense = dict(use_bias=use_bias, dtype=self.dtype_policy, kernel_initializer=kernel_initializer)
-        self.gate = keras.layers.Dense(intermediate_dim, name="gate", **dense)
-        self.up = keras.layers.Dense(intermediate_dim, name="up", **dense)
-        self.down = keras.layers.Dense(hidden_dim, name="down", **dense)
+        self.gate = Dense(intermediate_dim, name="gate", **dense)
+        self.up = Dense(intermediate_dim, name="up", **dense)
+        self.down = Dense(hidden_dim, name="down", **dense)
 
     def build(self, input_shape):                     # (batch, seq, hidden_dim)
         self.gate.build(input_shape)

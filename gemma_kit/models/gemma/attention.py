@@ -29,6 +29,7 @@ from keras import ops
 
 from ...nn import kv_cache
 from ...nn.attention import attend
+from ...nn.int8 import Dense
 from ...nn.rms_norm import RMSNorm
 from ...nn.rotary import apply_rope
 
@@ -49,12 +50,12 @@ class GemmaAttention(keras.layers.Layer):
         self.reuses_kv, self.rotated_fraction = reuses_kv, rotated_fraction
         dense = dict(use_bias=False, dtype=self.dtype_policy, kernel_initializer=kernel_initializer)
         norm = dict(epsilon=rms_norm_eps, unit_offset=norm_unit_offset, dtype=self.dtype_policy)
-        self.query = keras.layers.Dense(num_query_heads * head_dim, name="query", **dense)
-        self.attention_output = keras.layers.Dense(hidden_dim, name="attention_output", **dense)
+        self.query = Dense(num_query_heads * head_dim, name="query", **dense)
+        self.attention_output = Dense(hidden_dim, name="attention_output", **dense)
         if not reuses_kv:                                  # a layer that borrows keys/values has no W_k, W_v
-            self.key = keras.layers.Dense(num_kv_heads * head_dim, name="key", **dense)
+            self.key = Dense(num_kv_heads * head_dim, name="key", **dense)
             if not keys_are_values:
-                self.value = keras.layers.Dense(num_kv_heads * head_dim, name="value", **dense)
+                self.value = Dense(num_kv_heads * head_dim, name="value", **dense)
         if use_qk_norm:
             self.query_norm = RMSNorm(name="query_norm", **norm)
             if not reuses_kv:

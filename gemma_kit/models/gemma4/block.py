@@ -15,6 +15,7 @@ The attention layer is Gemma 3's with Gemma 4's options turned on by the config
 import keras
 from keras import ops
 
+from ...nn.int8 import Dense
 from ..gemma.block import DecoderBlock
 from .config import Gemma4Config
 from .moe import MixtureOfExperts
@@ -34,8 +35,8 @@ class Gemma4Block(DecoderBlock):
                                             kernel_initializer=kernel_initializer, name="experts",
                                             dtype=self.dtype_policy)
         if config.per_layer_input_dim:
-            self.per_layer_gate = keras.layers.Dense(config.per_layer_input_dim, name="per_layer_gate", **dense)
-            self.per_layer_projection = keras.layers.Dense(config.hidden_dim, name="per_layer_projection", **dense)
+            self.per_layer_gate = Dense(config.per_layer_input_dim, name="per_layer_gate", **dense)
+            self.per_layer_projection = Dense(config.hidden_dim, name="per_layer_projection", **dense)
             self.post_per_layer_norm = self.norm("post_per_layer_norm")
 
     def build(self, input_shape):                                    # (batch, seq, hidden_dim)

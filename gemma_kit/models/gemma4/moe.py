@@ -26,6 +26,7 @@ each expert gets its own low-rank pair, ``W_e + (alpha / rank) * A_e @ B_e``.
 import keras
 from keras import ops
 
+from ...nn.int8 import Dense
 from ...nn.rms_norm import RMSNorm
 
 EXPERT_WEIGHTS = ("gate", "up", "down")         # the three stacked expert matrices LoRA adapts
@@ -40,7 +41,7 @@ class MixtureOfExperts(keras.layers.Layer):
         self.experts_per_token, self.expert_dim = experts_per_token, expert_dim
         self.rms_norm_eps, self.kernel_initializer = rms_norm_eps, kernel_initializer
         self.router_norm = RMSNorm(rms_norm_eps, use_scale=False, name="router_norm", dtype=self.dtype_policy)
-        self.router = keras.layers.Dense(num_experts, use_bias=False, kernel_initializer=kernel_initializer,
+        self.router = Dense(num_experts, use_bias=False, kernel_initializer=kernel_initializer,
                                          name="router", dtype=self.dtype_policy)
         self.lora_enabled, self.lora_rank, self.lora_alpha = False, None, None
 

@@ -20,6 +20,7 @@ after the MLP (``block.py``):
 import keras
 from keras import ops
 
+from ...nn.int8 import Dense, Embedding
 from ...nn.rms_norm import RMSNorm
 
 
@@ -31,9 +32,9 @@ class PerLayerEmbedding(keras.layers.Layer):
         self.vocab_size, self.num_layers, self.dim, self.hidden_dim = vocab_size, num_layers, dim, hidden_dim
         self.rms_norm_eps = rms_norm_eps
         policy = self.dtype_policy
-        self.token_table = keras.layers.Embedding(vocab_size, num_layers * dim, name="token_table", dtype=policy,
+        self.token_table = Embedding(vocab_size, num_layers * dim, name="token_table", dtype=policy,
                                                   embeddings_initializer=embeddings_initializer)
-        self.context_projection = keras.layers.Dense(num_layers * dim, use_bias=False, name="context_projection",
+        self.context_projection = Dense(num_layers * dim, use_bias=False, name="context_projection",
                                                      kernel_initializer=kernel_initializer, dtype=policy)
         self.context_norm = RMSNorm(rms_norm_eps, unit_offset=False, name="context_norm", dtype=policy)
 

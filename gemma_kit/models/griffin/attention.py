@@ -26,6 +26,7 @@ import keras
 from keras import ops
 
 from ...nn.attention import cached_attention
+from ...nn.int8 import Dense
 from ...nn.rotary import apply_rope
 
 
@@ -37,10 +38,10 @@ class LocalAttentionBlock(keras.layers.Layer):
         self.width, self.num_heads, self.window_size = width, num_heads, window_size
         self.head_dim = width // num_heads
         dense = dict(kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
-        self.proj_q = keras.layers.Dense(width, use_bias=False, name="proj_q", **dense)
-        self.proj_k = keras.layers.Dense(self.head_dim, use_bias=False, name="proj_k", **dense)
-        self.proj_v = keras.layers.Dense(self.head_dim, use_bias=False, name="proj_v", **dense)
-        self.proj_final = keras.layers.Dense(width, use_bias=True, name="proj_final", **dense)
+        self.proj_q = Dense(width, use_bias=False, name="proj_q", **dense)
+        self.proj_k = Dense(self.head_dim, use_bias=False, name="proj_k", **dense)
+        self.proj_v = Dense(self.head_dim, use_bias=False, name="proj_v", **dense)
+        self.proj_final = Dense(width, use_bias=True, name="proj_final", **dense)
 
     def build(self, input_shape):                              # (batch, seq, width)
         for layer in (self.proj_q, self.proj_k, self.proj_v, self.proj_final):

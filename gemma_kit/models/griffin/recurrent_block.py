@@ -18,6 +18,7 @@ Names follow ``recurrentgemma/jax/modules.py`` (``RecurrentBlock``).
 import keras
 from keras import ops
 
+from ...nn.int8 import Dense
 from .conv_1d import Conv1D
 from .rg_lru import RGLRU
 
@@ -30,9 +31,9 @@ class RecurrentBlock(keras.layers.Layer):
         self.width, self.lru_width, self.num_heads = width, lru_width, num_heads
         self.conv1d_temporal_width = conv1d_temporal_width
         dense = dict(use_bias=True, kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
-        self.linear_y = keras.layers.Dense(lru_width, name="linear_y", **dense)
-        self.linear_x = keras.layers.Dense(lru_width, name="linear_x", **dense)
-        self.linear_out = keras.layers.Dense(width, name="linear_out", **dense)
+        self.linear_y = Dense(lru_width, name="linear_y", **dense)
+        self.linear_x = Dense(lru_width, name="linear_x", **dense)
+        self.linear_out = Dense(width, name="linear_out", **dense)
         self.conv_1d = Conv1D(lru_width, conv1d_temporal_width, name="conv_1d", dtype=self.dtype_policy)
         self.rg_lru = RGLRU(lru_width, num_heads, kernel_initializer=kernel_initializer, name="rg_lru",
                             dtype=self.dtype_policy)
