@@ -14,6 +14,7 @@ thoughts="hide")`` drops them, ``thoughts="return"`` returns ``(thoughts, answer
 
 from __future__ import annotations
 
+import itertools
 from typing import Iterator, List, Sequence, Union
 
 import numpy as np
@@ -144,17 +145,9 @@ class GemmaModel:
         ids = self.encode_prompt(prompt)
         self.check_lengths([ids], max_new_tokens)
         stop = self.stop_ids(stop_tokens)
-        decoder = StreamingDecoder(self.tokenizer)
-        for step in self.generator.tokens([ids], max_new_tokens, stop_ids=stop, **sampling):
-            token = int(step[0])
-            if token in stop:
-                break
-            piece = decoder.push(token)
-            if piece:
-                yield piece
-        tail = decoder.flush()
-        if tail:
-            yield tail
+        steps = self.generator.tokens([ids], max_new_tokens, stop_ids=stop, **sampling)
+        tokens = itertools.takewhile(lambda token: token not in stop, (int(step[0]) for step in steps))
+        yield from StreamingDecoder(self.tokenizer).pieces(tokens)
 
     def complete(self, before: str, after: str, **kw) -> str:
         """Fill in the middle: the code between ``before`` and ``after`` (CodeGemma; see fim.py)."""
@@ -175,3 +168,12 @@ class GemmaModel:
         """Save as a Hugging Face folder that transformers' ``from_pretrained`` loads (see export/huggingface.py)."""
         from .export.huggingface import save_hf
         return save_hf(self, folder)
+
+    def chat(self, system: str | None = None, max_length: int | None = None, enable_thinking: bool = False):
+        """A multi-turn chat whose cache lives between turns (``session.py``): ``.send(message)`` -> answer.
+
+        ``max_length``: tokens the cache holds (default: the model's maximum, at most 4096);
+        ``enable_thinking``: Gemma 4's thinking mode, for the whole conversation.
+        """
+        from .session import ChatSession
+        return ChatSession(self, system=system, max_length=max_length, enable_thinking=enable_thinking)

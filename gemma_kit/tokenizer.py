@@ -276,6 +276,16 @@ class StreamingDecoder:
     def flush(self) -> str:
         return self._emit(self._bytes.decode(b"", final=True))
 
+    def pieces(self, token_ids):
+        """Yield the non-empty text pieces of a stream of token ids, the flushed tail last."""
+        for token_id in token_ids:
+            piece = self.push(token_id)
+            if piece:
+                yield piece
+        tail = self.flush()
+        if tail:
+            yield tail
+
     def _emit(self, text: str) -> str:
         if text and not self._started:
             self._started = True
