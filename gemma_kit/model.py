@@ -103,8 +103,12 @@ class GemmaModel:
     def generate(self, prompt_or_prompts: Union[str, Sequence[str]], max_new_tokens: int = 64,
                  sampler: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, stop_tokens=None,
-                 use_cache: bool = True, thoughts: str = "keep"):
+                 use_cache: bool = True, thoughts: str = "keep", speculative=None):
         """The new text for one prompt (a string) or for each of a list of prompts (a list).
+
+        ``speculative``: "prompt_lookup", a ``PromptLookup(...)``, or a smaller draft ``GemmaModel``
+        (or ``DraftModel(model, max_draft=)``) with the same vocabulary: speculative decoding, one
+        prompt at a time, with the same output (``speculative.py``; stats in ``self.last_speculation``).
 
         ``thoughts`` (Gemma 4's thinking mode): "keep" the text as written, thought channel
         included; "hide" it, giving the answer alone; or "return" ``(thoughts, answer)`` pairs.
@@ -119,18 +123,23 @@ class GemmaModel:
             raise ValueError("No prompts given: pass a string or a non-empty list of strings")
         ids = self.generate_ids([self.encode_prompt(p) for p in prompts], max_new_tokens, sampler=sampler,
                                 temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                stop_tokens=stop_tokens, use_cache=use_cache)
+                                stop_tokens=stop_tokens, use_cache=use_cache, speculative=speculative)
         texts = [self.tokenizer.decode(row) for row in ids]    # the channel markers are text pieces
         if thoughts != "keep":
             texts = [split_thoughts(text) if thoughts == "return" else split_thoughts(text)[1] for text in texts]
         return texts[0] if single else texts
 
     def generate_ids(self, prompts_ids: List[List[int]], max_new_tokens: int = 64, stop_tokens=None,
-                     **sampling) -> List[List[int]]:
+                     speculative=None, **sampling) -> List[List[int]]:
         """Token-level generation: the new ids per prompt (stop token excluded)."""
         self.check_lengths(prompts_ids, max_new_tokens)
         stop = self.stop_ids(stop_tokens)
-        steps = list(self.generator.tokens(prompts_ids, max_new_tokens, stop_ids=stop, **sampling))
+        if speculative is not None:
+            from .speculative import speculative_tokens
+            steps = [[token] for token in speculative_tokens(self, prompts_ids, max_new_tokens, speculative,
+                                                             stop_ids=stop, **sampling)]
+        else:
+            steps = list(self.generator.tokens(prompts_ids, max_new_tokens, stop_ids=stop, **sampling))
         out = []
         for row in range(len(prompts_ids)):
             ids = [int(step[row]) for step in steps]

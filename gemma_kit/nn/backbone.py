@@ -171,16 +171,22 @@ class LanguageModelBackbone(keras.Model):
         return hidden
 
     # -- entry point 2: generation, one chunk at a time --------------------------------------------
-    def init_cache(self, batch_size, max_length):
-        """One entry per block, each of fixed size (``block.init_cache``), for up to ``max_length`` steps."""
-        return [block.init_cache(batch_size, max_length) for block in self.blocks]
+    def init_cache(self, batch_size, max_length, chunk=1):
+        """One entry per block, each of fixed size (``block.init_cache``), for up to ``max_length`` steps.
 
-    def extend(self, token_ids, time, start, caches):
+        ``chunk``: the longest chunk that may later be *rolled back* (speculative decoding writes
+        ``chunk`` tokens, then keeps fewer). A sliding ring then keeps ``chunk - 1`` slots more than
+        its window, so the steps a rejected chunk overwrote were outside every later query's window.
+        """
+        return [block.init_cache(batch_size, max_length, chunk) for block in self.blocks]
+
+    def extend(self, token_ids, time, start, caches, all_logits=False):
         """Run a chunk ``token_ids`` (batch, seq) at time steps ``time ... time + seq - 1`` against ``caches``.
 
         ``start`` (batch,): where each left-padded row's real tokens begin. ``time`` is the Python
         int 0 for a prompt (the cache is empty), else a scalar. Returns the float32 logits of the
-        chunk's last position (batch, vocab) and the caches with the chunk appended.
+        chunk's last position (batch, vocab), or of every position (batch, seq, vocab) with
+        ``all_logits`` (speculative decoding's verify pass), and the caches with the chunk appended.
         """
         batch, seq = ops.shape(token_ids)[0], token_ids.shape[1]
         start = ops.cast(start, "int32")[:, None]                             # (batch, 1)
@@ -192,7 +198,7 @@ class LanguageModelBackbone(keras.Model):
         masks = self._masks(times, lambda block: kv_cache.key_times(time, slots[block.layer_type], times),
                             lambda key_times: key_times >= start)            # not padding, slot written
         hidden, caches = self.run_blocks(token_ids, ops.maximum(times - start, 0), masks, caches, time)
-        return self.logits_from_hidden(hidden[:, -1]), caches
+        return self.logits_from_hidden(hidden if all_logits else hidden[:, -1]), caches
 
     def prefill(self, token_ids, start, caches):
         """A left-padded prompt (batch, seq) into an empty cache: ``extend`` at time 0."""

@@ -61,13 +61,17 @@ class DecoderBlock(keras.layers.Layer):
         self.attention.build(input_shape)
         self.mlp.build(input_shape)
 
-    def init_cache(self, batch_size, max_length):
+    def init_cache(self, batch_size, max_length, chunk=1):
         """A ``(keys, values)`` ring: a slot per step (global), or the window's worth (local).
-        A layer that borrows another's keys (Gemma 4's KV sharing) keeps none: ``()``."""
+        A layer that borrows another's keys (Gemma 4's KV sharing) keeps none: ``()``.
+
+        ``chunk > 1``: chunks of that length may be rolled back (``speculative.py``), so a local
+        ring keeps ``sliding_window + chunk - 1`` slots: the mask's window still limits what a
+        query sees, and the slots a rejected chunk overwrote hold steps outside that window."""
         c, i = self.config, self.layer_index
         if self.kv_sharing == "reuse":
             return ()
-        slots = min(c.sliding_window, max_length) if self.layer_type == LOCAL else max_length
+        slots = min(c.sliding_window + chunk - 1, max_length) if self.layer_type == LOCAL else max_length
         return kv_cache.empty(batch_size, slots, c.kv_heads_of(i), c.head_dim_of(i), self.compute_dtype)
 
     def attend(self, x, positions, mask, cache, time, return_internals, shared_kv):

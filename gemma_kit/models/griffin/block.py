@@ -64,12 +64,14 @@ class ResidualBlock(keras.layers.Layer):
         for layer in (self.temporal_pre_norm, self.temporal_block, self.channel_pre_norm, self.mlp_block):
             layer.build(input_shape)
 
-    def init_cache(self, batch_size, max_length):
-        """Attention: a ``(keys, values)`` ring of the window (or ``max_length`` if shorter).
-        Recurrent: ``(rg_lru_state, conv1d_state)``, (batch, lru_width) float32 and (batch, 3, lru_width)."""
+    def init_cache(self, batch_size, max_length, chunk=1):
+        """Attention: a ``(keys, values)`` ring of the window (or ``max_length`` if shorter), plus
+        ``chunk - 1`` slots when chunks of that length may be rolled back by time (as Gemma's).
+        Recurrent: ``(rg_lru_state, conv1d_state)``, (batch, lru_width) float32 and (batch, 3, lru_width);
+        a state cannot be rolled back by time (``speculative.py`` keeps the state before the chunk)."""
         c = self.config
         if self.attends:
-            return kv_cache.empty(batch_size, min(c.attention_window_size, max_length), 1, c.head_dim,
+            return kv_cache.empty(batch_size, min(c.attention_window_size + chunk - 1, max_length), 1, c.head_dim,
                                   self.compute_dtype)
         return self.recurrent_block.init_cache(batch_size, self.compute_dtype)
 
