@@ -15,6 +15,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+from .drafting import DraftModel, PromptLookup  # noqa: E402
 from .fim import fim_prompt  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
 from .memory import memory_plan  # noqa: E402
@@ -47,4 +48,5 @@ def load(source: str = "gemma3_270m", dtype=None, quantize=None, **options) -> G
 
 __all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "Gemma4Backbone", "Gemma4Config", "GriffinBackbone",
            "GriffinConfig", "SAMPLERS",
-           "NAMED_SOURCES", "PRESETS", "backbone_class", "read_config", "memory_plan", "fim_prompt"]
+           "NAMED_SOURCES", "PRESETS", "backbone_class", "read_config", "memory_plan", "fim_prompt", "PromptLookup",
+           "DraftModel"]
