@@ -34,10 +34,14 @@ last token), each appended with ``extend`` at its own time: the compiled steps s
 shapes only, and nothing is padded (a pad would be written into the sliding rings). The
 last token goes through the decoding step, which samples the first new token.
 
-The cache is allocated once for ``max_length`` steps (Griffin's recurrent state has a
-fixed size; ``max_length`` bounds its attention ring as it bounds Gemma's global layers).
-Every decoding step attends over all of a global layer's slots, written or not, so a
-smaller ``max_length`` decodes faster.
+The cache grows with the conversation. Every decoding step reads all of a global layer's
+slots, written or not (``nn/kv_cache.py``), so a cache allocated for ``max_length`` = 4096
+steps up front decoded at 86 ms a token on the 270M here, against 58 ms with 256 slots. A
+turn therefore asks for a power of two of slots, at least 256, that holds the conversation
+and ``max_new_tokens`` (``max_length`` at most), and a cache that is too small is copied into
+a bigger one (``grow``). Growing keeps every step where it was: until a ring has wrapped,
+step ``t`` sits in slot ``t``, and a ring smaller than its window has never wrapped. Each new
+size compiles the steps once more; sizes double, so a long chat sees a handful of them.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .generate import LiveCache, sampling
+from .generate import LiveCache, bucket, sampling
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +64,18 @@ class TurnRecord:
     new_tokens: int           # tokens the model wrote (the stop token excluded)
     prefill_seconds: float    # feeding the prompt tokens, until the first new token is known
     decode_seconds: float     # the rest of the turn (wall time, a stream's reader included)
+
+
+def grow(caches, bigger):
+    """``caches`` copied into the front of ``bigger``, a fresh cache of more slots (same structure).
+
+    Each ring keeps its steps in the same slots; a part of the same shape in both (a sliding
+    ring already as long as its window, Griffin's recurrent state) is kept as it is."""
+    def into(old, new):
+        if tuple(old.shape) == tuple(new.shape):
+            return old
+        return ops.slice_update(new, [0] * len(old.shape), old)      # (batch, slots, heads, dim): old slots first
+    return keras.tree.map_structure(into, caches, bigger)
 
 
 def power_of_two_pieces(length: int) -> list[int]:
@@ -95,12 +111,19 @@ class ChatSession:
             self._open.close()
         self.history = [{"role": "system", "content": self.system}] if self.system else []
         self._ids, self._caches = [], None      # time step t of the cache holds self._ids[t]
-        self._snapshot = None                   # (time, copy of the cache) before the last answer
+        self._capacity = 0                      # the slots self._caches was made for (0: no cache)
+        self._wanted = 0                        # the slots this turn needs (set when a turn starts)
+        self._snapshot = None                   # (time, copy of the cache, its slots) before the last answer
         self.last_turn = None
 
     @property
     def tokens_in_cache(self) -> int:
         return len(self._ids)
+
+    @property
+    def cache_slots(self) -> int:
+        """The time steps the cache has room for now (it grows by powers of two up to ``max_length``)."""
+        return self._capacity
 
     @property
     def cached_ids(self) -> list[int]:
@@ -109,7 +132,8 @@ class ChatSession:
 
     def __repr__(self):
         turns = sum(m["role"] == "user" for m in self.history)
-        return f"ChatSession({turns} turns, {self.tokens_in_cache} of {self.max_length} tokens in the cache)"
+        return (f"ChatSession({turns} turns, {self.tokens_in_cache} tokens in a cache of {self.cache_slots} slots, "
+                f"max_length={self.max_length})")
 
     # -- public API --------------------------------------------------------------------------------
     def send(self, message: str, max_new_tokens: int = 256, sampler: str = "greedy", temperature: float = 1.0,
@@ -172,15 +196,16 @@ class ChatSession:
         """Feed what the cache lacks of ``target``, then sample; yields the new token ids."""
         began = clock.perf_counter()
         cached = self._rewind(target)                  # the cache now holds target[:cached]
+        self._wanted = min(bucket(len(target) + max_new_tokens, minimum=256), self.max_length)
         stable = self._stable_length(messages, target)
         self._snapshot = None
         if cached < stable < len(target):              # the generation prompt ends in text a later turn drops
             self._append(target[cached:stable])
-            self._snapshot = (stable, keras.tree.map_structure(ops.copy, self._caches))
+            self._snapshot = (stable, keras.tree.map_structure(ops.copy, self._caches), self._capacity)
         self._append(target[len(self._ids):-1])
         live = self._sample_after(target[-1], draws)
         if stable == len(target):
-            self._snapshot = (len(target), keras.tree.map_structure(ops.copy, live.caches))
+            self._snapshot = (len(target), keras.tree.map_structure(ops.copy, live.caches), self._wanted)
         stop = self.model.stop_ids()
         written, first, intact = [], None, True
         try:
@@ -199,6 +224,7 @@ class ChatSession:
             done = clock.perf_counter()
             self._open = None
             self._ids, self._caches = (target + written[:live.time - len(target)], live.caches) if intact else ([], None)
+            self._capacity = self._wanted if intact else 0
             answer = [t for t in written if t not in stop]
             self.history = messages + [{"role": "model", "content": self.model.tokenizer.decode(answer)}]
             first = first or done
@@ -217,18 +243,23 @@ class ChatSession:
         if common == len(self._ids):
             return common
         if self._snapshot is not None and self._snapshot[0] <= common:
-            time, self._caches = self._snapshot       # the copy made before the last answer
+            time, self._caches, self._capacity = self._snapshot       # the copy made before the last answer
             self._ids, self._snapshot = self._ids[:time], None
             return time
-        self._ids, self._caches, self._snapshot = [], None, None
+        self._ids, self._caches, self._snapshot, self._capacity = [], None, None, 0
         return 0
 
     def _take_cache(self):
-        """The cache and its ids, which the caller now owns (compiled steps donate the cache's buffers)."""
-        caches, ids = self._caches, self._ids
-        self._caches, self._ids = None, []           # if a step fails, the next turn starts afresh
+        """The cache (``self._wanted`` slots) and its ids, which the caller now owns (compiled steps
+        donate the cache's buffers)."""
+        caches, ids, capacity = self._caches, self._ids, self._capacity
+        self._caches, self._ids, self._capacity = None, [], 0   # if a step fails, the next turn starts afresh
         if caches is None:
-            caches = self.model.backbone.init_cache(1, self.max_length)
+            caches = self.model.backbone.init_cache(1, self._wanted)
+        elif capacity < self._wanted:
+            caches = grow(caches, self.model.backbone.init_cache(1, self._wanted))
+        else:
+            self._wanted = capacity                  # a cache never shrinks: its steps are kept in place
         return caches, ids
 
     def _append(self, ids):
@@ -239,7 +270,7 @@ class ChatSession:
             chunk = np.asarray(ids[time - len(held):time - len(held) + size], np.int32)[None]   # (1, size)
             caches = self.model.generator.append(ops.convert_to_tensor(chunk), _time(time), _no_padding(), caches)
             time += size
-        self._caches, self._ids = caches, held + list(ids)
+        self._caches, self._ids, self._capacity = caches, held + list(ids), self._wanted
 
     def _sample_after(self, last_id, draws) -> LiveCache:
         """Feed the prompt's last token through the decoding step, which samples the first new one."""

@@ -120,6 +120,49 @@ def test_three_turns_match_generate_on_the_whole_conversation(family):
     assert session.tokens_in_cache == 0 and session.history == [{"role": "system", "content": system}] * bool(system)
 
 
+def test_the_cache_grows_by_powers_of_two_and_keeps_its_steps():
+    """A turn that needs more than 256 slots grows the cache to 512, and the answer is still
+    ``generate_ids``'s on the whole conversation (``grow``'s logits: the next test)."""
+    model = tiny("gemma3")
+    session = model.chat(system="be brief", max_length=512)
+    session.send(FIRST["gemma3"][1], max_new_tokens=STEPS)
+    assert session.cache_slots == 256 and "cache of 256 slots" in repr(session)
+    messages = session.history + [{"role": "user", "content": MESSAGES[0]}]
+    text = model.tokenizer.apply_chat_template(messages)
+    prompt = model.tokenizer.encode(text, add_bos=True)
+    long = 256 - len(prompt) + 8                                   # 8 tokens past the first cache
+    answer = model.generate_ids([prompt], long)[0]
+    assert session.send(MESSAGES[0], max_new_tokens=long) == model.tokenizer.decode(answer)
+    assert session.cache_slots == 512 and session.last_turn.cached_tokens > 0
+
+
+@pytest.mark.parametrize("family", ["gemma3", "gemma4"])
+def test_a_grown_cache_gives_the_logits_of_one_made_big(family):
+    """``grow``: steps written into a 256-slot cache, copied into 512 slots, then a chunk appended,
+    give the logits a 512-slot cache gives; a cache that lost its steps would not."""
+    from gemma_kit.compile import compile_model_function
+    from gemma_kit.session import grow
+
+    backbone = tiny(family).backbone
+    extend = compile_model_function(backbone, lambda ids, time, caches: backbone.extend(
+        ids, time, ops.zeros((1,), "int32"), caches, all_logits=True))      # -> (logits (1, seq, vocab), caches)
+    rng = np.random.default_rng(0)
+    prompt, chunk = rng.integers(10, 300, (1, 20)), rng.integers(10, 300, (1, 5))   # (1, 20), (1, 5)
+    at_0, at_20 = ops.convert_to_tensor(np.int32(0)), ops.convert_to_tensor(np.int32(20))
+
+    def logits_after(caches, grow_to=None, written=True):
+        if written:
+            caches = extend(ops.convert_to_tensor(prompt), at_0, caches)[1]
+        if grow_to:
+            caches = grow(caches, backbone.init_cache(1, grow_to))
+        return ops.convert_to_numpy(extend(ops.convert_to_tensor(chunk), at_20, caches)[0])
+
+    big = logits_after(backbone.init_cache(1, 512))
+    np.testing.assert_allclose(logits_after(backbone.init_cache(1, 256), grow_to=512), big, atol=1e-4)
+    forgotten = logits_after(backbone.init_cache(1, 512), written=False)
+    assert np.abs(forgotten - big).max() > 1e-2                     # the steps matter to these logits
+
+
 @pytest.mark.once
 def test_the_26b_template_keeps_the_cache_up_to_its_empty_thought_channel():
     """Gemma 4 26B/31B: the generation prompt ends in an empty thought channel that the next turn's
