@@ -33,6 +33,12 @@ Gemma 4 changes three terms (``Gemma4Config``'s per-layer helpers give the numbe
 - the *KV cache* sums each layer's own KV heads and head size (global layers: 512);
   layers that borrow keys and values (``kv_sharing(i) == "reuse"``) keep none.
 
+``quantize="int8"`` plans the weight-only int8 of ``nn/int8.py``: each weight is one byte
+plus a float32 scale per block of 32 (``INT8_BYTES`` = 1.125 bytes), activations and the
+cache stay in ``dtype``. The few float weights it leaves (norms, Griffin's gates) are counted
+as int8 too (under 0.1% of a model); Gemma 4's expert tensors stay float and are counted so.
+The int8 weights are frozen: such a plan generates, or trains LoRA adapters (QLoRA, float32).
+
 Activations follow Korthikanti et al. (2022), "Reducing Activation Recomputation in
 Large Transformer Models": without rematerialisation (what ``model.fit`` does) each
 layer keeps its residual-stream tensors, the q/k/v heads, the (batch, heads, seq, seq)
@@ -62,6 +68,10 @@ GB = 10 ** 9
 # name -> (bytes per weight, bytes per activation); "mixed_*" keeps float32 weights.
 DTYPES = {"float32": (4, 4), "bfloat16": (2, 2), "float16": (2, 2),
           "mixed_bfloat16": (4, 2), "mixed_float16": (4, 2)}
+
+# Weight-only int8 (``nn/int8.py``): 1 byte per weight + a float32 scale per block of 32 weights.
+INT8_BYTES = 1 + 4 / 32
+QUANTIZE = (None, "int8")
 
 # Optimizer -> float32 slots per trainable parameter. None: generation only, no training.
 OPTIMIZERS = {"adamw": 2, "adam": 2, "lion": 1, "sgd": 0, None: 0}
@@ -171,6 +181,7 @@ class MemoryPlan:
     flops_per_token: int = 0               # 2 * active matmul weights (Kaplan et al., 2020); no attention
     weight_bytes_per_token: int = 0        # weights read to decode one token at batch 1
     notes: Tuple[str, ...] = ()            # what the numbers mean for this model, in words
+    quantize: Optional[str] = None         # "int8": weight-only int8 (``nn/int8.py``)
 
     @property
     def training(self) -> bool:
@@ -212,7 +223,8 @@ class MemoryPlan:
     def _title(self):
         task = (f"{self.optimizer} fine-tuning" + (f", LoRA rank {self.lora_rank}" if self.lora_rank else "")
                 if self.training else "generation")
-        return (f"{self.name}: {task}, {self.dtype}, batch {self.batch_size} x {self.sequence_length} tokens, "
+        weights = f"int8 weights, {self.dtype} activations" if self.quantize else self.dtype
+        return (f"{self.name}: {task}, {weights}, batch {self.batch_size} x {self.sequence_length} tokens, "
                 f"{self.backend} ({self.parameters:,} parameters, {self.trainable_parameters:,} trainable)")
 
     def _fit_label(self, name):
@@ -260,15 +272,19 @@ def _config_of(name_or_config):
 def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, sequence_length: int = 1024,
                 lora_rank: Optional[int] = None, optimizer: Optional[str] = "adamw",
                 budget_gb: Optional[float] = None, lora_targets=("query", "value"),
-                backend: Optional[str] = None) -> MemoryPlan:
+                backend: Optional[str] = None, quantize: Optional[str] = None) -> MemoryPlan:
     """Bytes for weights, training state, activations and KV cache; ``optimizer=None`` plans generation.
 
     ``name_or_config``: a preset name (``"gemma_2b_en"``), a checkpoint path or a ``GemmaConfig``.
     ``backend``: the Keras backend whose measured constants to use (default: the current one).
+    ``quantize="int8"``: weight-only int8 (``gemma_kit.load(..., quantize="int8")``), for
+    generation or LoRA.
     """
     config = _config_of(name_or_config)
     if dtype not in DTYPES:
         raise ValueError(f"dtype={dtype!r} is not supported; choose one of {', '.join(DTYPES)}")
+    if quantize not in QUANTIZE:
+        raise ValueError(f"quantize={quantize!r} is not supported; choose None or 'int8'")
     key = optimizer.lower() if isinstance(optimizer, str) else optimizer
     key = None if key == "none" else key
     if key not in OPTIMIZERS:
@@ -288,6 +304,9 @@ def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, seq
     if lora_rank is not None and (not isinstance(lora_rank, int) or lora_rank <= 0):
         raise ValueError(f"lora_rank must be a positive integer or None, got {lora_rank!r}")
 
+    if quantize and optimizer is not None and not lora_rank:
+        raise ValueError(f"quantize={quantize!r} with optimizer={optimizer!r} and no lora_rank: int8 weights are "
+                         "frozen; plan generation (optimizer=None) or LoRA on the int8 base (lora_rank=...)")
     weight_bytes, compute_bytes = DTYPES[dtype]
     logits_copies, step_copies = BACKENDS[backend]
     gemma4 = isinstance(config, Gemma4Config)
@@ -299,19 +318,28 @@ def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, seq
     trainable = 0 if key is None else (adapters if lora_rank else parameters - frozen)
     training = key is not None
     ple_row = config.num_layers * config.per_layer_input_dim if gemma4 else 0   # what a token reads of it
+    base = (parameters - ple) * weight_bytes                     # the base weights' bytes
+    read = (active + ple_row) * weight_bytes                              # of them, read per token
+    if quantize:                        # int8: every weight but Gemma 4's experts; LoRA adapters float32
+        experts = config.num_layers * config.num_experts * 3 * config.hidden_dim * config.expert_intermediate_dim \
+            if gemma4 and config.num_experts else 0
+        active_experts = experts * config.num_experts_per_token // config.num_experts if experts else 0
+        base = round((parameters - ple - experts) * INT8_BYTES) + experts * 4
+        read = round((active - active_experts + ple_row) * INT8_BYTES) + active_experts * 4
+        weight_bytes = 4                                                  # adapters (and their gradients)
     plan = MemoryPlan(
         name=config.name, dtype=dtype, backend=backend, optimizer=key, lora_rank=lora_rank,
         batch_size=batch_size, sequence_length=sequence_length, parameters=parameters,
         trainable_parameters=trainable,
-        weights_bytes=(parameters - ple + adapters) * weight_bytes,
+        weights_bytes=base + adapters * weight_bytes,
         gradients_bytes=trainable * weight_bytes,
         optimizer_bytes=OPTIMIZERS[key] * trainable * 4,
         activations_bytes=activation_bytes(config, batch_size, sequence_length, compute_bytes,
                                            logits_copies) if training else 0,
         optimizer_step_bytes=step_copies * trainable * 4 if OPTIMIZERS[key] else 0,   # stateless SGD: none
         kv_cache_bytes=kv_cache_bytes(config, batch_size, sequence_length, compute_bytes),
-        budget_gb=budget_gb, ple_bytes=ple * weight_bytes, active_parameters=active, flops_per_token=2 * active,
-        weight_bytes_per_token=(active + ple_row) * weight_bytes)
+        budget_gb=budget_gb, ple_bytes=round(ple * INT8_BYTES) if quantize else ple * weight_bytes,
+        active_parameters=active, flops_per_token=2 * active, weight_bytes_per_token=read, quantize=quantize)
     return dataclasses.replace(plan, notes=gemma4_notes(config, plan)) if gemma4 else plan
 
 

@@ -75,6 +75,22 @@ def test_counts_match_the_model(backbones, family):
 
 
 @pytest.mark.parametrize("family", sorted(TINY))
+def test_int8_counts_match_the_quantized_model(family):
+    """int8 keeps the experts float32 (stored and read as such) and quantizes the PLE table."""
+    from gemma_kit.nn.int8 import quantize_backbone
+    from test_memory import _int8_counts
+
+    backbone = Gemma4Backbone(TINY[family], random_init=False)
+    quantize_backbone(backbone)
+    int8, left_float = _int8_counts(backbone)
+    experts = sum(int(keras.ops.size(v)) for v in backbone.weights if v.path.endswith(("experts/gate", "experts/up", "experts/down")))
+    assert bool(experts) == bool(TINY[family].num_experts)
+    plan = memory_plan(TINY[family], optimizer=None, quantize="int8", sequence_length=16)
+    expected = (int8 + left_float - experts) * 1.125 + experts * 4                # experts stay float32
+    assert abs(plan.weights_bytes + plan.ple_bytes - expected) <= 1
+
+
+@pytest.mark.parametrize("family", sorted(TINY))
 @pytest.mark.parametrize("targets", [("query", "value"), ("query", "key", "value", "attention_output")])
 def test_lora_count_matches_the_adapters_keras_creates(backbones, family, targets):
     # The moe model's global layer has no value kernel (keys = values), e2b's last 3 layers no key or value.

@@ -13,6 +13,7 @@ import subprocess
 import sys
 
 import keras
+import numpy as np
 import pytest
 
 import gemma_kit
@@ -105,6 +106,51 @@ def test_table_text_and_html():
 def test_bad_arguments_are_named(kwargs, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(")):
         memory_plan("gemma_2b_en", **kwargs)
+
+
+def _int8_counts(backbone):
+    """(int8 values, float32 values that are not int8 scales) the quantized ``backbone`` stores."""
+    int8 = sum(int(np.prod(w.shape)) for w in backbone.weights if w.dtype == "int8")
+    left_float = sum(int(np.prod(w.shape)) for w in backbone.weights
+                     if w.dtype == "float32" and not w.path.endswith(("kernel_scale", "embeddings_scale")))
+    return int8, left_float
+
+
+def test_int8_weights_are_the_bytes_the_quantized_model_stores():
+    """One byte a weight plus a float32 scale per block of 32 (every Gemma's widths are multiples
+    of 32); the plan counts the few float32 weights int8 leaves (norms) as int8 too."""
+    from conftest import tiny_gemma3_config
+    from gemma_kit.nn.int8 import quantize_backbone
+
+    config = tiny_gemma3_config()
+    backbone = gemma_kit.GemmaBackbone(config, random_init=False)
+    quantize_backbone(backbone)
+    int8, left_float = _int8_counts(backbone)
+    stored = sum(int(np.prod(w.shape)) * np.dtype(w.dtype).itemsize for w in backbone.weights)
+    plan = memory_plan(config, optimizer=None, quantize="int8", sequence_length=16)
+    assert plan.weights_bytes == round((int8 + left_float) * 1.125)
+    assert plan.weights_bytes == stored - round(left_float * (4 - 1.125))        # widths of 32, 64: no padding
+    assert plan.kv_cache_bytes == memory_plan(config, optimizer=None, sequence_length=16).kv_cache_bytes
+    assert "int8 weights, float32 activations" in str(plan)
+    real = memory_plan("gemma3_270m", optimizer=None, quantize="int8")       # measured: 0.30 GB of weights
+    assert abs(real.weights_bytes / GB - 0.30) < 0.01
+    qlora = memory_plan("gemma3_270m", quantize="int8", lora_rank=4)           # float32 adapters, trained
+    assert qlora.weights_bytes == real.weights_bytes + 4 * lora_parameters(real_config(), 4)
+    assert qlora.gradients_bytes == 4 * lora_parameters(real_config(), 4)
+
+
+def real_config():
+    from gemma_kit.memory import _config_of
+    return _config_of("gemma3_270m")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(quantize="int4"), "quantize='int4' is not supported"),
+    (dict(quantize="int8", optimizer="adamw"), "int8 weights are frozen"),
+])
+def test_bad_quantize_is_named(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        memory_plan("gemma3_270m", **kwargs)
 
 
 def test_unknown_preset_names_close_matches():
