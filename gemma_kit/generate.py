@@ -17,8 +17,8 @@ The compiled functions take and return the cache, so they work for every
 backbone (``nn/backbone.py``: ``init_cache``, ``extend``):
 
 - ``Generator.prefill``: a prompt at time 0, then the sampler -> (next ids (batch,), cache);
-- ``Generator.decode``: one token at a time step known only when it runs, then the sampler
-  -> (next ids, cache);
+- ``Generator.decode``: one token (or a chunk: chunked prefill's last) at a time step known only
+  when it runs, then the sampler -> (next ids, cache);
 - ``Generator.append``: a chunk at a given time, no sampler -> cache (the output layer is never
   computed: the compiler drops what nothing reads).
 
@@ -80,6 +80,15 @@ def sampling(sampler="greedy", temperature=1.0, top_k=None, top_p=None, seed=Non
     return Sampling(args, draw)
 
 
+def check_prefill_chunk(prefill_chunk):
+    """None, or a power of two (prompts are padded to powers of two, so the chunks tile them)."""
+    if prefill_chunk is None:
+        return
+    if (not isinstance(prefill_chunk, (int, np.integer)) or isinstance(prefill_chunk, bool) or prefill_chunk < 1
+            or prefill_chunk & (prefill_chunk - 1)):
+        raise ValueError(f"prefill_chunk must be None or a power of two (16, 64, 512, ...), got {prefill_chunk!r}")
+
+
 class Generator:
     """Compiled prefill, decode and append steps around a backbone, and the sampling loop."""
 
@@ -105,13 +114,19 @@ class Generator:
         return self.backbone.extend(token_ids, time, start, caches)[1]      # the logits are never read
 
     def tokens(self, prompts: list[list[int]], max_new_tokens: int, sampler="greedy", temperature=1.0,
-               top_k=None, top_p=None, seed=None, stop_ids=(), use_cache=True):
+               top_k=None, top_p=None, seed=None, stop_ids=(), use_cache=True, prefill_chunk=None):
         """Yield the new token ids for every sequence, one step at a time: (batch,) int arrays.
 
         A sequence that produced a stop token keeps yielding it (``done`` rows
         are frozen); the loop ends when every row is done or after
         ``max_new_tokens`` steps.
+
+        ``prefill_chunk`` (a power of two): feed a longer prompt in chunks of that many tokens,
+        each appended to the cache at its time (chunked prefill). The attention scores of a
+        chunk are (chunk, slots + chunk) instead of (prompt, prompt): memory stays bounded
+        however long the prompt, and the output is the same.
         """
+        check_prefill_chunk(prefill_chunk)
         batch, longest = len(prompts), max(len(p) for p in prompts)
         draws = sampling(sampler, temperature, top_k, top_p, seed, batch, self.backbone.config.vocab_size)
         prompt_len = bucket(longest)
@@ -128,7 +143,15 @@ class Generator:
 
         caches = self.backbone.init_cache(batch, cache_len)
         start = ops.convert_to_tensor(start)
-        next_ids, caches = self.prefill(ops.convert_to_tensor(token_ids), start, caches, draws.draw(), **draws.args)
+        if prefill_chunk is None or prefill_chunk >= prompt_len:
+            next_ids, caches = self.prefill(ops.convert_to_tensor(token_ids), start, caches, draws.draw(), **draws.args)
+        else:                    # both powers of two: the chunks tile the padded prompt exactly
+            last = prompt_len - prefill_chunk
+            for begin in range(0, last, prefill_chunk):
+                chunk = ops.convert_to_tensor(token_ids[:, begin:begin + prefill_chunk])      # (batch, chunk)
+                caches = self.append(chunk, _scalar(begin, "int32"), start, caches)
+            next_ids, caches = self.decode(ops.convert_to_tensor(token_ids[:, last:]), _scalar(last, "int32"), start,
+                                           caches, draws.draw(), **draws.args)               # samples after it
         yield from self.sample_loop(LiveCache(caches, prompt_len, start, next_ids), max_new_tokens, draws, stop_ids)
 
     def sample_loop(self, live: LiveCache, max_new_tokens: int, draws: Sampling, stop_ids=()):

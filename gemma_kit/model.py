@@ -103,8 +103,12 @@ class GemmaModel:
     def generate(self, prompt_or_prompts: Union[str, Sequence[str]], max_new_tokens: int = 64,
                  sampler: str = "greedy", temperature: float = 1.0, top_k: int | None = None,
                  top_p: float | None = None, seed: int | None = None, stop_tokens=None,
-                 use_cache: bool = True, thoughts: str = "keep", speculative=None):
+                 use_cache: bool = True, thoughts: str = "keep", speculative=None, prefill_chunk=None):
         """The new text for one prompt (a string) or for each of a list of prompts (a list).
+
+        ``prefill_chunk`` (a power of two, e.g. 512): read a long prompt that many tokens at a
+        time, appending each chunk to the cache: the same output, with the prompt's attention
+        memory bounded by the chunk (``generate.py``).
 
         ``speculative``: "prompt_lookup", a ``PromptLookup(...)``, or a smaller draft ``GemmaModel``
         (or ``DraftModel(model, max_draft=)``) with the same vocabulary: speculative decoding, one
@@ -123,7 +127,8 @@ class GemmaModel:
             raise ValueError("No prompts given: pass a string or a non-empty list of strings")
         ids = self.generate_ids([self.encode_prompt(p) for p in prompts], max_new_tokens, sampler=sampler,
                                 temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                                stop_tokens=stop_tokens, use_cache=use_cache, speculative=speculative)
+                                stop_tokens=stop_tokens, use_cache=use_cache, speculative=speculative,
+                                prefill_chunk=prefill_chunk)
         texts = [self.tokenizer.decode(row) for row in ids]    # the channel markers are text pieces
         if thoughts != "keep":
             texts = [split_thoughts(text) if thoughts == "return" else split_thoughts(text)[1] for text in texts]
@@ -136,6 +141,9 @@ class GemmaModel:
         stop = self.stop_ids(stop_tokens)
         if speculative is not None:
             from .speculative import speculative_tokens
+            if sampling.pop("prefill_chunk", None) is not None:
+                raise ValueError("prefill_chunk does not apply with speculative=: speculative decoding reads "
+                                 "its prompt in one pass; pass one or the other")
             steps = [[token] for token in speculative_tokens(self, prompts_ids, max_new_tokens, speculative,
                                                              stop_ids=stop, **sampling)]
         else:
