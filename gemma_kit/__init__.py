@@ -15,9 +15,10 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from .drafting import DraftModel, PromptLookup  # noqa: E402
+from .drafting import Assistant, DraftModel, PromptLookup  # noqa: E402
 from .fim import fim_prompt  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
+from .loaders.hf_gemma4_assistant import load_assistant  # noqa: E402
 from .memory import memory_plan  # noqa: E402
 from .model import GemmaModel  # noqa: E402
 from .models import (Gemma4Backbone, Gemma4Config, GemmaBackbone, GemmaConfig, GriffinBackbone,  # noqa: E402
@@ -49,4 +50,4 @@ def load(source: str = "gemma3_270m", dtype=None, quantize=None, **options) -> G
 __all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "Gemma4Backbone", "Gemma4Config", "GriffinBackbone",
            "GriffinConfig", "SAMPLERS",
            "NAMED_SOURCES", "PRESETS", "backbone_class", "read_config", "memory_plan", "fim_prompt", "PromptLookup",
-           "DraftModel"]
+           "DraftModel", "Assistant", "load_assistant"]

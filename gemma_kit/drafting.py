@@ -17,13 +17,22 @@ speculative sampling needs; None means a point mass on the drafted token.
   Gemma 3 1B) decodes ``count`` tokens greedily, or samples them from its own
   distribution when the target samples. Its cache follows the accepted tokens
   with the same rollback rules as the target's (``speculative.RollbackCache``).
+- ``Assistant``: a Gemma 4 multi-token-prediction assistant (``models/gemma4/assistant.py``),
+  transformers' ``SinglePositionMultiTokenCandidateGenerator``. No cache of its own: each
+  round starts from the target's hidden state at the newest kept token and attends to the
+  target's rings. It defines ``reads_target`` and ``attach(target_cache)``, which the loop
+  calls with the target's ``RollbackCache`` once the prompt has run.
 """
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
+from keras import ops
 from numpy.lib.stride_tricks import sliding_window_view
 
+from .compile import compile_model_function
 from .speculative import RollbackCache
 
 
@@ -100,4 +109,73 @@ class DraftModel:
                 draft.append(int(rng.choice(len(q[-1]), p=q[-1])))
             if i < count - 1:
                 out = live.feed(draft[-1:], may_cut=True)
+        return draft, (np.stack(q) if q else None)
+
+
+_EMBED = weakref.WeakKeyDictionary()        # target model.generator -> compiled scaled token embedding
+_STEP = weakref.WeakKeyDictionary()         # Gemma4Assistant -> its compiled ``over_target_cache``
+
+
+class Assistant:
+    """Draft with a Gemma 4 assistant (``gemma_kit.load_assistant``) for its Gemma 4 target."""
+
+    reads_target = True
+
+    def __init__(self, assistant, max_draft: int = 4):
+        from .models.gemma4.assistant import Gemma4Assistant
+
+        if not isinstance(assistant, Gemma4Assistant):
+            raise TypeError(f"Assistant(...) takes a Gemma4Assistant (gemma_kit.load_assistant(path)), got "
+                            f"{type(assistant).__name__}")
+        self.model, self.max_draft = assistant, check_max_draft(max_draft)
+        self.live = self.sources = None
+
+    def __repr__(self):
+        return f"Assistant({self.model.config.name!r}, max_draft={self.max_draft})"
+
+    def start(self, target, prompt, cache_len, chunk):
+        self.sources = self.model.sources_in(target.config)        # {layer type: target block}, checked
+        self.cache_len = cache_len
+        if target.generator not in _EMBED:
+            backbone = target.backbone
+
+            def embed(token_ids):                                  # the target's input embedding, scaled
+                x = backbone.token_embedding(token_ids)             # (1, 1, target width)
+                return x * ops.cast(backbone.embedding_scale, x.dtype)
+            _EMBED[target.generator] = compile_model_function(backbone, embed)
+        if self.model not in _STEP:
+            _STEP[self.model] = compile_model_function(self.model, self.model.over_target_cache)
+        self.embed, self.step = _EMBED[target.generator], _STEP[self.model]
+
+    def attach(self, live):
+        """The target's ``RollbackCache`` (kept hidden states, rings one slot longer), after its prompt pass."""
+        from .models.gemma.config import LOCAL
+
+        needed = min(self.model.config.sliding_window + self.max_draft + 1, self.cache_len)
+        for layer_type, i in self.sources.items():        # sliding_window + 1 keys back, past max_draft rolled back
+            if layer_type == LOCAL and live.caches[i][0].shape[1] < needed:
+                raise ValueError(f"The target's sliding ring has {live.caches[i][0].shape[1]} slots; the assistant "
+                                 f"needs {needed}: make it with RollbackCache(..., chunk=max_draft + 2)")
+        self.live = live
+
+    def propose(self, ids, count, rng, to_probs):
+        live = self.live
+        if count == 0:
+            return [], None
+        if live.fed != list(ids[:-1]):
+            raise RuntimeError("Assistant.propose: the target's cache does not hold the ids before the newest one")
+        rings = {layer_type: live.caches[i] for layer_type, i in self.sources.items()}   # (keys, values) rings
+        time = ops.convert_to_tensor(np.int32(live.time))          # the newest token's step: all drafts' position
+        hidden = live.last_hidden()[None, None]                    # (1, 1, width): the target's, at time - 1
+        token, draft, q = ids[-1], [], []
+        for _ in range(count):
+            token_embedding = self.embed(ops.convert_to_tensor(np.array([[token]], np.int32)))
+            logits, hidden = self.step(token_embedding, hidden, time, live.start, rings)
+            out = ops.convert_to_numpy(logits)[0, 0]               # (vocab,) float32
+            if to_probs is None:
+                token = int(np.argmax(out))                        # greedy, as transformers' generator
+            else:
+                q.append(to_probs(out[None])[0])                   # (vocab,): the assistant's filtered distribution
+                token = int(rng.choice(len(q[-1]), p=q[-1]))
+            draft.append(token)
         return draft, (np.stack(q) if q else None)

@@ -110,8 +110,9 @@ class GemmaModel:
         time, appending each chunk to the cache: the same output, with the prompt's attention
         memory bounded by the chunk (``generate.py``).
 
-        ``speculative``: "prompt_lookup", a ``PromptLookup(...)``, or a smaller draft ``GemmaModel``
-        (or ``DraftModel(model, max_draft=)``) with the same vocabulary: speculative decoding, one
+        ``speculative``: "prompt_lookup", a ``PromptLookup(...)``, a smaller draft ``GemmaModel``
+        (or ``DraftModel(model, max_draft=)``) with the same vocabulary, or for a Gemma 4 target its
+        assistant (``Assistant(gemma_kit.load_assistant(path), max_draft=)``): speculative decoding, one
         prompt at a time, with the same output (``speculative.py``; stats in ``self.last_speculation``).
 
         ``thoughts`` (Gemma 4's thinking mode): "keep" the text as written, thought channel

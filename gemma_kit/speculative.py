@@ -25,6 +25,10 @@ keeps the state from before the chunk (its steps then do not donate their cache)
 when fewer than all ``k`` drafts were accepted, runs the kept tokens again from it:
 those models pay a second, shorter pass (and compile one per length up to ``k``).
 
+*A drafter that reads the target.* A Gemma 4 assistant (``drafting.Assistant``) has no cache:
+it drafts from the target's hidden state at the newest kept token and attends to the target's
+own rings, so the target keeps each pass's hidden states (``extend(..., return_hidden=True)``).
+
 Shapes stay fixed: a verify chunk always has ``max_draft + 1`` tokens (a short draft
 is padded with its last token, and acceptance stops at its real length), so each
 model compiles one verify shape beside the one-token decode. Batch 1 only.
@@ -132,17 +136,22 @@ _STEPS = weakref.WeakKeyDictionary()          # model.generator -> compiled step
 
 
 def compiled_steps(model):
-    """Compiled prefill / extend (donating the cache) / extend_kept (keeping it) -> (float32 logits, caches)."""
+    """Compiled prefill / extend (donating the cache) / extend_kept (keeping it) -> (float32 logits, caches),
+    plus the hidden states with ``return_hidden=True``."""
     if model.generator not in _STEPS:
         backbone = model.backbone
 
-        def extend(token_ids, time, start, caches, all_logits):
-            return backbone.extend(token_ids, time, start, caches, all_logits=all_logits)
+        def extend(token_ids, time, start, caches, all_logits, return_hidden=False):
+            return backbone.extend(token_ids, time, start, caches, all_logits=all_logits, return_hidden=return_hidden)
 
+        def prefill(token_ids, start, caches, return_hidden=False):
+            return backbone.extend(token_ids, 0, start, caches, return_hidden=return_hidden)
+
+        static = ("all_logits", "return_hidden")
         _STEPS[model.generator] = SimpleNamespace(
-            prefill=compile_model_function(backbone, backbone.prefill, donate_argnums=(2,)),
-            extend=compile_model_function(backbone, extend, ("all_logits",), donate_argnums=(3,)),
-            extend_kept=compile_model_function(backbone, extend, ("all_logits",)))
+            prefill=compile_model_function(backbone, prefill, ("return_hidden",), donate_argnums=(2,)),
+            extend=compile_model_function(backbone, extend, static, donate_argnums=(3,)),
+            extend_kept=compile_model_function(backbone, extend, static))
     return _STEPS[model.generator]
 
 
@@ -151,19 +160,22 @@ class RollbackCache:
 
     ``fed``: the real tokens in the cache (the prompt first); ``time``: the next time step.
     Outputs are float32 NumPy logits: greedy takes their argmax here, as ``sampling.sample`` does.
+    ``keep_hidden``: also keep each pass's hidden states, for ``last_hidden`` (a Gemma 4 assistant).
     """
 
-    def __init__(self, model, prompt, cache_len, chunk):
-        self.steps = compiled_steps(model)
+    def __init__(self, model, prompt, cache_len, chunk, keep_hidden=False):
+        self.steps, self.keep_hidden = compiled_steps(model), keep_hidden
         self.by_time = all(block.attends for block in model.backbone.blocks)   # no recurrent state
         prompt_len = bucket(len(prompt))                                        # left-padded, as generate.py
         token_ids = np.zeros((1, prompt_len), np.int32)
         token_ids[0, prompt_len - len(prompt):] = prompt
         self.start = ops.convert_to_tensor(np.array([prompt_len - len(prompt)], np.int32))
         caches = model.backbone.init_cache(1, cache_len, chunk)
-        out, self.caches = self.steps.prefill(ops.convert_to_tensor(token_ids), self.start, caches)
+        out, self.caches, *hidden = self.steps.prefill(ops.convert_to_tensor(token_ids), self.start, caches,
+                                                       return_hidden=keep_hidden)
         self.first = ops.convert_to_numpy(out)[0]               # (vocab,): what follows the prompt
         self.fed, self.time = list(prompt), prompt_len
+        self.hidden = self._hidden_rows(hidden)
         self.saved = []                                         # (len(fed), time, caches) before cuttable chunks
 
     def feed(self, tokens, all_logits=False, may_cut=False):
@@ -174,11 +186,25 @@ class RollbackCache:
         step = self.steps.extend if self.by_time else self.steps.extend_kept
         if may_cut and not self.by_time:
             self.saved.append((len(self.fed), self.time, self.caches))
-        out, self.caches = step(ops.convert_to_tensor(np.array([tokens], np.int32)),
-                                ops.convert_to_tensor(np.int32(self.time)), self.start, self.caches,
-                                all_logits=all_logits)
+        out, self.caches, *hidden = step(ops.convert_to_tensor(np.array([tokens], np.int32)),
+                                         ops.convert_to_tensor(np.int32(self.time)), self.start, self.caches,
+                                         all_logits=all_logits, return_hidden=self.keep_hidden)
         self.fed, self.time = self.fed + list(tokens), self.time + len(tokens)
+        self.hidden = self._hidden_rows(hidden)
         return ops.convert_to_numpy(out)[0]
+
+    def _hidden_rows(self, hidden):
+        """(first time step, float32 (n, width)): the hidden states a pass returned for its last n steps."""
+        if not hidden:
+            return None
+        rows = ops.convert_to_numpy(ops.cast(hidden[0][0], "float32")).reshape(-1, hidden[0].shape[-1])
+        return self.time - len(rows), rows
+
+    def last_hidden(self):
+        """(width,): the final-norm hidden state at step ``time - 1`` (the newest kept token), the one the
+        next token was predicted from; needs ``keep_hidden``."""
+        first, rows = self.hidden
+        return rows[self.time - 1 - first]
 
     def keep(self, length):
         """Keep the first ``length`` fed tokens and forget the rest (the rejected drafts)."""
@@ -195,18 +221,22 @@ class RollbackCache:
 
 # -- the loop ----------------------------------------------------------------------------------------
 def drafter_of(speculative):
-    """``"prompt_lookup"``, a ``PromptLookup``, a ``DraftModel`` or a ``GemmaModel`` -> a drafter."""
-    from .drafting import DraftModel, PromptLookup
+    """``"prompt_lookup"``, a ``PromptLookup``, a ``DraftModel`` or a ``GemmaModel``, an ``Assistant`` or a
+    ``Gemma4Assistant`` -> a drafter."""
+    from .drafting import Assistant, DraftModel, PromptLookup
     from .model import GemmaModel
+    from .models.gemma4.assistant import Gemma4Assistant
 
     if isinstance(speculative, str) and speculative == "prompt_lookup":
         return PromptLookup()
     if isinstance(speculative, GemmaModel):
         return DraftModel(speculative)
-    if isinstance(speculative, (PromptLookup, DraftModel)):
+    if isinstance(speculative, Gemma4Assistant):
+        return Assistant(speculative)
+    if isinstance(speculative, (PromptLookup, DraftModel, Assistant)):
         return speculative
     raise ValueError(f"speculative= takes 'prompt_lookup', a PromptLookup(...), a DraftModel(...) or a draft "
-                     f"GemmaModel, got {speculative!r}")
+                     f"GemmaModel, or a Gemma 4 Assistant(...), got {speculative!r}")
 
 
 def speculative_tokens(model, prompts_ids, max_new_tokens, speculative, stop_ids=(), sampler="greedy",
@@ -225,7 +255,12 @@ def speculative_tokens(model, prompts_ids, max_new_tokens, speculative, stop_ids
     rng = np.random.default_rng(seed)
     cache_len = -(-(bucket(len(prompt)) + max_new_tokens + k + 1) // 128) * 128   # room for a last verify chunk
     drafter.start(model, prompt, cache_len, k + 1)                     # checks the draft model first
-    target = RollbackCache(model, prompt, cache_len, k + 1)
+    # A drafter that reads the target (drafting.Assistant) needs its hidden states, and sliding rings one
+    # slot longer: its window reaches one step further back than the target's own, never to a rolled-back step.
+    reads_target = getattr(drafter, "reads_target", False)
+    target = RollbackCache(model, prompt, cache_len, k + 2 if reads_target else k + 1, keep_hidden=reads_target)
+    if reads_target:
+        drafter.attach(target)
     first = int(np.argmax(target.first)) if greedy else _draw(to_probs(target.first[None])[0], rng)
     stats, new, stop = SpeculationStats(), [first], set(int(s) for s in stop_ids)
     while len(new) < max_new_tokens and new[-1] not in stop:

@@ -22,7 +22,7 @@ from ..models.gemma.config import GLOBAL, LOCAL
 from ..models.gemma4.config import Gemma4Config
 from .hf_files import HuggingFaceFormatError
 
-MODEL_TYPES = ("gemma4_text", "gemma4")
+MODEL_TYPES = ("gemma4_text", "gemma4", "gemma4_assistant")   # an assistant only to refuse it (below)
 # transformers 5's Gemma4TextConfig defaults, for fields a config.json leaves out.
 DEFAULTS = dict(vocab_size=262_144, hidden_size=2304, intermediate_size=9216, num_hidden_layers=30,
                 num_attention_heads=8, num_key_value_heads=4, head_dim=256, global_head_dim=512,
@@ -39,6 +39,11 @@ OUR_LAYER_TYPES = {theirs: ours for ours, theirs in HF_LAYER_TYPES.items()}   # 
 
 def gemma4_config_from_hf(config_dict: dict, path: str, name: str | None = None) -> Gemma4Config:
     """A Gemma4Config from a ``gemma4_text`` config.json, or a ``gemma4`` one's ``text_config``."""
+    if config_dict.get("model_type") == "gemma4_assistant":
+        raise HuggingFaceFormatError(f"{path}: a gemma4_assistant checkpoint is a speculative-decoding drafter, "
+                                     "not a model that writes text alone: load it with gemma_kit.load_assistant"
+                                     "(path) and pass speculative=gemma_kit.Assistant(assistant) to the target's "
+                                     "generate (loaders/hf_gemma4_assistant.py)")
     if config_dict.get("model_type") == "gemma4":
         config_dict, path = dict(config_dict.get("text_config") or {}), f"{path} (text_config)"
     values = {**DEFAULTS, **config_dict}

@@ -180,13 +180,15 @@ class LanguageModelBackbone(keras.Model):
         """
         return [block.init_cache(batch_size, max_length, chunk) for block in self.blocks]
 
-    def extend(self, token_ids, time, start, caches, all_logits=False):
+    def extend(self, token_ids, time, start, caches, all_logits=False, return_hidden=False):
         """Run a chunk ``token_ids`` (batch, seq) at time steps ``time ... time + seq - 1`` against ``caches``.
 
         ``start`` (batch,): where each left-padded row's real tokens begin. ``time`` is the Python
         int 0 for a prompt (the cache is empty), else a scalar. Returns the float32 logits of the
         chunk's last position (batch, vocab), or of every position (batch, seq, vocab) with
-        ``all_logits`` (speculative decoding's verify pass), and the caches with the chunk appended.
+        ``all_logits`` (speculative decoding's verify pass), and the caches with the chunk appended;
+        ``return_hidden`` adds the hidden states (after the final norm) those logits came from,
+        (batch, width) or (batch, seq, width): what a Gemma 4 assistant drafts from.
         """
         batch, seq = ops.shape(token_ids)[0], token_ids.shape[1]
         start = ops.cast(start, "int32")[:, None]                             # (batch, 1)
@@ -198,7 +200,9 @@ class LanguageModelBackbone(keras.Model):
         masks = self._masks(times, lambda block: kv_cache.key_times(time, slots[block.layer_type], times),
                             lambda key_times: key_times >= start)            # not padding, slot written
         hidden, caches = self.run_blocks(token_ids, ops.maximum(times - start, 0), masks, caches, time)
-        return self.logits_from_hidden(hidden if all_logits else hidden[:, -1]), caches
+        hidden = hidden if all_logits else hidden[:, -1]
+        logits = self.logits_from_hidden(hidden)
+        return (logits, caches, hidden) if return_hidden else (logits, caches)
 
     def prefill(self, token_ids, start, caches):
         """A left-padded prompt (batch, seq) into an empty cache: ``extend`` at time 0."""

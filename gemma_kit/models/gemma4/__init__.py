@@ -8,14 +8,17 @@
 | ``backbone.py``             | ``Gemma4Backbone``: the numbers, the block, the PLE layer         |
 | ``moe.py``                  | ``MixtureOfExperts``: router and experts (26B-A4B)                |
 | ``per_layer_embeddings.py`` | ``PerLayerEmbedding``: PLE (E2B, E4B)                             |
+| ``assistant.py``            | ``Gemma4Assistant``: MTP drafter reading the target's cache      |
 
 Attention is ``models/gemma/attention.py`` with Gemma 4's options on (value norm,
 keys as values, KV sharing, partial RoPE); KV sharing between blocks is routed by
 ``nn/backbone.py``.
 """
 
+from .assistant import Gemma4Assistant, Gemma4AssistantConfig
 from .backbone import Gemma4Backbone
 from .block import Gemma4Block
 from .config import Gemma4Config, gemma4_layer_types
 
-__all__ = ["Gemma4Backbone", "Gemma4Block", "Gemma4Config", "gemma4_layer_types"]
+__all__ = ["Gemma4Assistant", "Gemma4AssistantConfig", "Gemma4Backbone", "Gemma4Block", "Gemma4Config",
+           "gemma4_layer_types"]
