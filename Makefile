@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
-.PHONY: demo test test-jax test-tensorflow test-torch clean
+.PHONY: demo test test-jax test-tensorflow test-torch bench-llama clean
 
 $(VENV)/.demo-installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,15 @@ test-tensorflow: $(VENV)/.test-installed
 
 test-torch: $(VENV)/.test-installed
 	KERAS_BACKEND=torch $(PYTEST) -m "not once" tests
+
+# llama.cpp for benchmarks/decode.py, in its own venv: llama-cpp-python from PyPI builds llama.cpp from
+# source (a C++ compiler and cmake; about 40 minutes on 2 cores). decode.py finds it there.
+LLAMA_VENV := benchmarks/.venv-llama
+bench-llama: $(LLAMA_VENV)/.installed
+$(LLAMA_VENV)/.installed:
+	$(PYTHON) -m venv $(LLAMA_VENV)
+	$(LLAMA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check llama-cpp-python==0.3.36
+	touch $@
 
 clean:
 	rm -rf $(VENV) .cache
