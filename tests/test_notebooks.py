@@ -21,7 +21,7 @@ TEST_PARAMETERS = {
     "03_distributed_training.ipynb": "STEPS = 3",
     "04_vertex_ai_deployment.ipynb": "MAX_TOKENS = 8\nCLIENTS = 4",
     "05_attention_visualization.ipynb": "LONG_TOKENS = 520",
-    "09_fast_decode.ipynb": "NEW_TOKENS = 8\nROUNDS = 1\nBF16_TOKENS = 2\nDRAFT_LENGTHS = (2,)",
+    "09_fast_decode.ipynb": "NEW_TOKENS = 8\nROUNDS = 1\nBF16_TOKENS = 2\nDRAFT_LENGTHS = (2,)\nCHAT_TURNS = 2\nCHAT_TOKENS = 4",
 }
 
 
