@@ -80,11 +80,16 @@ def plan_tensors(folder: str, config: GemmaConfig) -> dict:
         if name not in located:
             raise HuggingFaceFormatError(f"{folder}: tensor {name!r} is missing from {sources} "
                                          f"(needed for {ours})")
-        if not os.path.isfile(located[name]):
-            raise HuggingFaceFormatError(f"{folder}: shard {os.path.basename(located[name])!r} is missing "
-                                         f"({INDEX_FILE} puts tensor {name!r} in it)")
-        plan.setdefault(located[name], []).append((ours, name, half))
+        plan.setdefault(shard_of(folder, located, name), []).append((ours, name, half))
     return plan
+
+
+def shard_of(folder: str, located: dict, name: str) -> str:
+    """The file that holds tensor ``name`` (``located``: ``tensor_files(folder)``), checked to exist."""
+    if not os.path.isfile(located[name]):
+        raise HuggingFaceFormatError(f"{folder}: shard {os.path.basename(located[name])!r} is missing "
+                                     f"({INDEX_FILE} puts tensor {name!r} in it)")
+    return located[name]
 
 
 def load_hf_weights(backbone, folder: str, plan: dict | None = None) -> None:

@@ -24,8 +24,8 @@ from keras import ops
 
 from ..models.gemma4.assistant import Gemma4Assistant, Gemma4AssistantConfig
 from ..models.gemma4.config import Gemma4Config
-from .hf_files import CONFIG_FILE, INDEX_FILE, HuggingFaceFormatError, model_name, read_config_json, tensor_files
-from .hf_gemma import load_hf_weights
+from .hf_files import CONFIG_FILE, HuggingFaceFormatError, model_name, read_config_json, tensor_files
+from .hf_gemma import load_hf_weights, shard_of
 from .hf_gemma4 import gemma4_config_from_hf, hf_tensor_names
 from .registry import folder_of
 
@@ -80,10 +80,7 @@ def plan_assistant_tensors(folder: str, config: Gemma4AssistantConfig) -> dict:
         if name not in located:
             raise HuggingFaceFormatError(f"{folder}: tensor {name!r} is missing (needed for {ours}); "
                                          f"found {len(located)} tensors, e.g. {sorted(located)[:3]}")
-        if not os.path.isfile(located[name]):
-            raise HuggingFaceFormatError(f"{folder}: shard {os.path.basename(located[name])!r} is missing "
-                                         f"({INDEX_FILE} puts tensor {name!r} in it)")
-        plan.setdefault(located[name], []).append((ours, name, None))
+        plan.setdefault(shard_of(folder, located, name), []).append((ours, name, None))
     return plan
 
 
