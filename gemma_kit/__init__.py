@@ -15,6 +15,7 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
+from . import data  # noqa: E402  (the lessons' data sets: data.load("stdlib_fim"))
 from .drafting import Assistant, DraftModel, PromptLookup  # noqa: E402
 from .fim import fim_prompt  # noqa: E402
 from .loaders import NAMED_SOURCES, load_parts, read_config  # noqa: E402
@@ -27,6 +28,29 @@ from .presets import PRESETS  # noqa: E402
 from .sampling import SAMPLERS  # noqa: E402
 
 __version__ = "0.1.0"
+
+
+def versions() -> dict:
+    """What this lesson runs on: Python, the kit, Keras and its backend, keras-hub, NumPy.
+
+    Lessons print it first, so a stored output says which versions made it (``constraints.txt``
+    pins the ones the test suite passed with).
+    """
+    import platform
+    from importlib import metadata
+
+    import keras
+
+    backend = keras.backend.backend()
+    packages = {"jax": "jax", "tensorflow": "tensorflow", "torch": "torch"}
+    found = {"python": platform.python_version(), "gemma-kit": __version__, "keras": keras.__version__}
+    for name in (packages.get(backend, backend), "keras-hub", "numpy"):
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = "not installed"
+    found["backend"] = backend
+    return found
 
 
 def load(source: str = "gemma3_270m", dtype=None, quantize=None, **options) -> GemmaModel:
@@ -50,4 +74,4 @@ def load(source: str = "gemma3_270m", dtype=None, quantize=None, **options) -> G
 __all__ = ["load", "GemmaModel", "GemmaBackbone", "GemmaConfig", "Gemma4Backbone", "Gemma4Config", "GriffinBackbone",
            "GriffinConfig", "SAMPLERS",
            "NAMED_SOURCES", "PRESETS", "backbone_class", "read_config", "memory_plan", "fim_prompt", "PromptLookup",
-           "DraftModel", "Assistant", "load_assistant"]
+           "DraftModel", "Assistant", "load_assistant", "versions", "data"]
