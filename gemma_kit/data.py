@@ -40,7 +40,7 @@ def names() -> list:
 
 def splits(name: str) -> list:
     """The splits of data set ``name``, e.g. ``["test", "train"]``."""
-    found = sorted(p.stem[len(name) + 1:] for p in folder().glob(f"{name}_*.jsonl"))
+    found = sorted(split for stem, split in (p.stem.rsplit("_", 1) for p in folder().glob("*_*.jsonl")) if stem == name)
     if not found:
         raise KeyError(f"no data set named {name!r}; the kit ships {names()} (in {folder()})")
     return found
