@@ -1,25 +1,30 @@
 # Two commands for a fresh machine (see README.md):
 #   make demo   creates .venv, installs the kit with the embedded Gemma 3 270M, generates text on the CPU
 #   make test   creates .venv, installs the test set-up, runs the whole suite on JAX, TensorFlow and PyTorch
+# and, for the people who make the course:
+#   make wheel    dist/gemma_kit-*.whl: the package and the lessons' data sets (upload it to Colab or Kaggle)
+#   make lessons  runs every notebook at its default parameters and stores its outputs (scripts/lessons.py)
+#   make site     the course as a static site in build/site, from the stored outputs (scripts/build_site.py)
+# Both installs pin the versions the suite last passed with: constraints.txt (scripts/pin_versions.py writes it).
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
 PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=15
 
-.PHONY: demo test test-jax test-tensorflow test-torch bench-llama clean
+.PHONY: demo test test-jax test-tensorflow test-torch wheel lessons site bench-llama clean
 
-$(VENV)/.demo-installed: pyproject.toml
+$(VENV)/.demo-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) -e .
+	$(PIP) -c constraints.txt -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml
+$(VENV)/.test-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) --upgrade pip
 	$(PIP) torch==2.13.0
-	$(PIP) -e ".[test]"
+	$(PIP) -c constraints.txt -e ".[test]"
 	touch $(VENV)/.demo-installed $@
 
 demo: $(VENV)/.demo-installed
@@ -39,6 +44,14 @@ test-tensorflow: $(VENV)/.test-installed
 test-torch: $(VENV)/.test-installed
 	KERAS_BACKEND=torch $(PYTEST) -m "not once" tests
 
+wheel: $(VENV)/.demo-installed
+	rm -rf dist build
+	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
+	@ls -l dist/gemma_kit-*.whl
+
+lessons: $(VENV)/.test-installed
+	$(PY) scripts/lessons.py run
+
 # llama.cpp for benchmarks/decode.py, in its own venv: llama-cpp-python from PyPI builds llama.cpp from
 # source (a C++ compiler and cmake; about 40 minutes on 2 cores). decode.py finds it there.
 LLAMA_VENV := benchmarks/.venv-llama
@@ -49,4 +62,4 @@ $(LLAMA_VENV)/.installed:
 	touch $@
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) .cache build dist

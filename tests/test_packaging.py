@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
 
 try:
     import tomllib
@@ -22,17 +23,41 @@ def _name(requirement):
     return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
 
 
-def test_environment_yml_lists_the_same_packages_as_pyproject():
+def _pins():
+    """constraints.txt as {package name: version}."""
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    pairs = [line.split("==") for line in lines if line.strip() and not line.startswith("#")]
+    assert all(len(pair) == 2 for pair in pairs), "constraints.txt: every line is name==version"
+    return {_name(name): version.strip() for name, version in pairs}
+
+
+def test_constraints_pin_every_declared_package_at_a_version_pyproject_admits():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    declared = project["dependencies"] + project["optional-dependencies"]["test"]
+    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
+    assert len({_name(r.name) for r in declared}) == len(declared), "a package is listed twice"
+    pins = _pins()
+    for requirement in declared:
+        assert _name(requirement.name) in pins, f"constraints.txt does not pin {requirement.name}"
+        assert requirement.specifier.contains(pins[_name(requirement.name)], prereleases=True), (
+            f"constraints.txt pins {requirement.name}=={pins[_name(requirement.name)]}, "
+            f"outside pyproject.toml's {requirement}")
+    makefile = (ROOT / "Makefile").read_text()
+    assert makefile.count("-c constraints.txt -e ") == 2, "make demo and make test install with the constraints"
+
+
+def test_environment_yml_lists_pyproject_packages_at_the_pinned_versions():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    declared = [Requirement(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]]
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    listed = [r for r in pip_section if not r.startswith("-e")]
-    assert sorted(map(str.strip, listed)) == sorted(declared), (
-        "environment.yml and pyproject.toml disagree: "
-        f"only in environment.yml {sorted(set(listed) - set(declared))}, "
-        f"only in pyproject.toml {sorted(set(declared) - set(listed))}")
-    assert len({_name(r) for r in declared}) == len(declared), "a package is listed twice"
+    assert "-c constraints.txt" in pip_section and "-e ." in pip_section
+    listed = {_name(r.name): r for r in map(Requirement, (r for r in pip_section if not r.startswith("-")))}
+    assert sorted(listed) == sorted(_name(r.name) for r in declared), "environment.yml and pyproject.toml disagree"
+    pins = _pins()
+    for name, requirement in listed.items():
+        assert str(requirement.specifier) == f"=={pins[name]}", (
+            f"environment.yml has {requirement}, constraints.txt {name}=={pins[name]}: "
+            "run scripts/pin_versions.py")
 
 
 def test_ci_calls_make_test_and_the_readme_opens_with_the_two_commands():
