@@ -52,6 +52,11 @@ wheel: $(VENV)/.demo-installed
 lessons: $(VENV)/.test-installed
 	$(PY) scripts/lessons.py run
 
+# The course as a static site, from the lessons' stored outputs (nothing runs; `make lessons` first).
+# Open build/site/index.html, or serve it for search: python -m http.server -d build/site
+site: $(VENV)/.test-installed
+	$(PY) scripts/build_site.py --out build/site
+
 # llama.cpp for benchmarks/decode.py, in its own venv: llama-cpp-python from PyPI builds llama.cpp from
 # source (a C++ compiler and cmake; about 40 minutes on 2 cores). decode.py finds it there.
 LLAMA_VENV := benchmarks/.venv-llama

@@ -4,6 +4,7 @@ The backend is chosen by ``KERAS_BACKEND`` (the Makefile runs the suite once per
 """
 
 import os
+import subprocess
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
@@ -12,6 +13,23 @@ import pytest  # noqa: E402
 
 import gemma_kit  # noqa: E402
 from gemma_kit.models.gemma.config import GemmaConfig, gemma3_layer_types  # noqa: E402
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's Chromium for Playwright (tests/test_browser.py, tests/test_site.py): installed with apt-get
+    from the machine's own package sources when missing, never downloaded by ``playwright install``."""
+    if not os.path.exists(CHROMIUM):
+        install = ["apt-get", "install", "-y", "-q", "chromium"]
+        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+        if subprocess.run(install, env=env).returncode != 0:        # no package lists yet: fetch them once
+            subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+            subprocess.run(install, env=env, check=True)
+    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing after apt-get install chromium"
+    return CHROMIUM
 
 
 @pytest.fixture(scope="session")

@@ -34,21 +34,8 @@ import numpy as np
 import pytest
 from matplotlib import image as mpimg
 
-CHROMIUM = "/usr/bin/chromium"
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "05_attention_visualization.ipynb"
 RUN_ALL_TIMEOUT_S = 200
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    if not os.path.exists(CHROMIUM):
-        install = ["apt-get", "install", "-y", "-q", "chromium"]
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(install, env=env).returncode != 0:        # no package lists yet: fetch them once
-            subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
-            subprocess.run(install, env=env, check=True)
-    assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing after apt-get install chromium"
-    return CHROMIUM
 
 
 def _free_port():
