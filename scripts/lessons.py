@@ -11,7 +11,8 @@ sees every figure and number before running anything. ``run`` does four things t
    no output can depend on the repository around it);
 2. cleans the outputs: machine paths, temporary folders, timestamps and memory addresses become
    placeholders (``<site-packages>``, ``<tmp>``, ``<time>``, ``0x…``), a progress bar keeps its
-   last frame, and per-cell timings and widget state are dropped;
+   last frame, widgets become what they showed when saved (``static_widgets.py``: GitHub and
+   a static page have no kernel to draw them), and per-cell timings are dropped;
 3. stamps every code cell with ``metadata.gemma_kit.source_sha256``, the hash of the source that
    made its outputs, and the notebook with ``metadata.gemma_kit.run_seconds`` (the site's home
    page shows it);
@@ -33,6 +34,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from static_widgets import make_widgets_static   # scripts/static_widgets.py, beside this file
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = ROOT / "notebooks"
@@ -69,7 +71,8 @@ def _placeholders():
 
 _TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/[\w.-]+")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
-                        r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT")
+                        r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT"
+                        r"|\b1[6-9]\d{8}\.\d+\b")                     # Unix time in seconds (a log's "time" field)
 _ADDRESS = re.compile(r"\b(at|id=) 0x[0-9a-fA-F]{6,}\b")
 # C++ loggers' start-up lines (absl/glog: level, date, time, thread, file:line), e.g. TensorFlow's
 # "I0000 00:00:1796203335.689954  28291 cudart_stub.cc:31] Could not find cuda drivers": noise, with a clock in it.
@@ -93,7 +96,10 @@ def last_frames(text: str) -> str:
 
 
 def clean(notebook) -> None:
-    notebook.metadata.pop("widgets", None)                 # live widget state: a static page cannot use it
+    make_widgets_static(notebook)    # a progress bar's last frame, a widget's saved picture; the live state goes
+    for cell in notebook.cells:                            # (it writes plain dicts: make them nbformat nodes)
+        if "outputs" in cell:
+            cell.outputs = [nbformat.from_dict(output) for output in cell.outputs]
     for cell in notebook.cells:
         cell.get("metadata", {}).pop("execution", None)    # per-cell wall-clock times
         for output in cell.get("outputs", []):
