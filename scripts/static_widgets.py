@@ -8,6 +8,7 @@ ipywidgets JavaScript. A static site has no kernel, and that JavaScript would co
 - an ``ImageModel`` (lesson 5's attention explorer draws its picture into one) becomes an ``image/png``
   (or ``image/jpeg``) output: the picture as it was saved;
 - ``HTML`` and ``Label`` values become one line of text (a tqdm progress bar: "Loading ...: 100% 236/236");
+  a tqdm bar closed with ``leave=False`` becomes nothing, as in the live notebook;
 - the controls (sliders, drop-downs, toggle buttons) become one note, "an interactive widget, saved at
   layer 0, head mean over heads, ...", saying where its controls work;
 - a widget with no saved state (``scripts/lessons.py`` drops it) becomes a note alone: its ``text/plain``
@@ -26,6 +27,9 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 IMAGE_FORMATS = {"png": "image/png", "jpeg": "image/jpeg", "jpg": "image/jpeg"}
 TEXT_MODELS = {"HTMLModel", "HTMLMathModel", "LabelModel"}
+# tqdm styles the bar it keeps when done "success" (or "danger" when it stopped short); a bar it closed
+# (leave=False) keeps no style and its last throttled frame (say 99%): a live notebook no longer shows it.
+PROGRESS_MODELS = {"FloatProgressModel", "IntProgressModel"}
 NOTE = ("*An interactive widget{saved}. Its controls work when you run the notebook "
         "(JupyterLab, Colab, VS Code); this page shows it as it was saved.*")
 UNSAVED_NOTE = "*An interactive widget: it appears here when you run the notebook (JupyterLab, Colab, VS Code).*"
@@ -60,6 +64,8 @@ def _walk(states: dict, reference: str, parts: dict) -> None:
         for buffer in model.get("buffers", []):
             if mime and buffer.get("path") == ["value"] and buffer.get("encoding") == "base64":
                 parts["images"].append({mime: buffer["data"]})
+    elif name in PROGRESS_MODELS:
+        parts["progress_styles"].append(state.get("bar_style", ""))
     elif name in TEXT_MODELS:
         text = html.unescape(re.sub(r"<[^>]+>", "", str(state.get("value", "")))).strip()
         description = str(state.get("description", "")).strip()
@@ -85,8 +91,10 @@ def static_outputs(output: dict, states: dict) -> list[dict]:
         fallback = output["data"].get("text/plain", "")
         progress = TQDM_TEXT.match("".join(fallback) if isinstance(fallback, list) else fallback)
         return [_note(PROGRESS_NOTE.format(**progress.groupdict()) if progress else UNSAVED_NOTE)]
-    parts = {"images": [], "texts": [], "controls": []}
+    parts = {"images": [], "texts": [], "controls": [], "progress_styles": []}
     _walk(states, reference, parts)
+    if parts["progress_styles"] and not any(parts["progress_styles"]):
+        return []      # a tqdm bar with leave=False: closed when done, gone from the live notebook too
     shown = parts["images"] + ([{"text/plain": " ".join(parts["texts"])}] if parts["texts"] else [])
     outputs = [{"output_type": "display_data", "metadata": {}, "data": data} for data in shown]
     if parts["controls"] or not outputs:                   # controls, or nothing a page can show: say so
