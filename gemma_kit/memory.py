@@ -39,6 +39,13 @@ cache stay in ``dtype``. The few float weights it leaves (norms, Griffin's gates
 as int8 too (under 0.1% of a model); Gemma 4's expert tensors stay float and are counted so.
 The int8 weights are frozen: such a plan generates, or trains LoRA adapters (QLoRA, float32).
 
+Which dtype on a T4 (``plan.t4_dtype``, a line of the table): ``"float16"``. A Colab or
+Kaggle T4 (NVIDIA Turing) has float16 tensor cores and none for bfloat16, so bfloat16 runs
+there slowly, if at all; float16 takes bfloat16's two bytes a weight. Gemma's residual stream
+passes float16's largest value (65,504), so a float16 gemma_kit model keeps that one tensor
+in float32 (``nn/precision.py``): the plan counts it at 4 bytes in the activations, and Gemma 4's
+per-layer-input gate and projection, which read it, as float32 weights.
+
 Activations follow Korthikanti et al. (2022), "Reducing Activation Recomputation in
 Large Transformer Models": without rematerialisation (what ``model.fit`` does) each
 layer keeps its residual-stream tensors, the q/k/v heads, the (batch, heads, seq, seq)
@@ -62,6 +69,7 @@ from typing import Dict, Optional, Tuple
 
 from .models.gemma.config import LOCAL, GemmaConfig
 from .models.gemma4.config import Gemma4Config
+from .nn.precision import residual_dtype
 
 GB = 10 ** 9
 
@@ -72,6 +80,9 @@ DTYPES = {"float32": (4, 4), "bfloat16": (2, 2), "float16": (2, 2),
 # Weight-only int8 (``nn/int8.py``): 1 byte per weight + a float32 scale per block of 32 weights.
 INT8_BYTES = 1 + 4 / 32
 QUANTIZE = (None, "int8")
+
+# The dtype to load with on a T4 (NVIDIA Turing: float16 tensor cores, no bfloat16 ones).
+T4_DTYPE = "float16"
 
 # Optimizer -> float32 slots per trainable parameter. None: generation only, no training.
 OPTIMIZERS = {"adamw": 2, "adam": 2, "lion": 1, "sgd": 0, None: 0}
@@ -115,7 +126,7 @@ def _layer(config: GemmaConfig, i: int):
 
 
 def activation_bytes(config: GemmaConfig, batch_size: int, sequence_length: int, compute_bytes: int,
-                     logits_copies: int = 4) -> int:
+                     logits_copies: int = 4, residual_bytes: Optional[int] = None) -> int:
     """Bytes kept for the backward pass of one training step (no rematerialisation).
 
     Per layer, counted in tensors of T = batch * seq tokens: 6 + 2 per RMSNorm of width
@@ -126,6 +137,7 @@ def activation_bytes(config: GemmaConfig, batch_size: int, sequence_length: int,
     Gemma 4 adds, per layer, 5 tensors of (experts x expert width) (all experts run, see
     ``models/gemma4/moe.py``) and 3 more norms, or the per-layer input (3 of its width, 2 of
     hidden_dim); once, the PLE lookup and context (4 of layers x its width).
+    ``residual_bytes``: bytes of a residual-stream value, 4 under float16 (``nn/precision.py``).
     """
     c, s = config, sequence_length
     tokens = batch_size * s
@@ -134,14 +146,15 @@ def activation_bytes(config: GemmaConfig, batch_size: int, sequence_length: int,
     extra = ((5 * c.num_experts * c.expert_intermediate_dim + 6 * c.hidden_dim if g4 and c.num_experts else 0)
              + (3 * c.per_layer_input_dim + 2 * c.hidden_dim if g4 and c.per_layer_input_dim else 0))
     per_token = 4 * c.num_layers * c.per_layer_input_dim if g4 else 0       # values kept per token; PLE
+    residual = c.num_layers * (6 + 2 * norms) * c.hidden_dim                 # residual stream, norm in/out
     for i in range(c.num_layers):
         kv, hd, mlp, has_key, _ = _layer(c, i)
-        per_token += ((6 + 2 * norms) * c.hidden_dim                         # residual stream, norm in/out
-                      + (2 * (c.num_query_heads + 2 * kv * has_key) + c.num_query_heads) * hd  # q,k,v; mixed
+        per_token += ((2 * (c.num_query_heads + 2 * kv * has_key) + c.num_query_heads) * hd  # q,k,v; mixed
                       + 5 * mlp + extra)                                     # gate, up, gelu, product, grad
     scores = (4 + (c.attn_soft_cap is not None)) * batch_size * c.num_query_heads * s * s * 4  # float32
     logits = logits_copies * tokens * c.vocab_size * 4                      # float32 (batch, seq, vocab)
-    return tokens * compute_bytes * per_token + c.num_layers * scores + logits
+    residual_bytes = compute_bytes if residual_bytes is None else residual_bytes
+    return tokens * (compute_bytes * per_token + residual_bytes * residual) + c.num_layers * scores + logits
 
 
 def kv_cache_bytes(config: GemmaConfig, batch_size: int, sequence_length: int, compute_bytes: int) -> int:
@@ -182,6 +195,11 @@ class MemoryPlan:
     weight_bytes_per_token: int = 0        # weights read to decode one token at batch 1
     notes: Tuple[str, ...] = ()            # what the numbers mean for this model, in words
     quantize: Optional[str] = None         # "int8": weight-only int8 (``nn/int8.py``)
+
+    @property
+    def t4_dtype(self) -> str:
+        """The dtype to load with on a Colab/Kaggle T4: float16 (no bfloat16 tensor cores; see above)."""
+        return T4_DTYPE
 
     @property
     def training(self) -> bool:
@@ -227,6 +245,9 @@ class MemoryPlan:
         return (f"{self.name}: {task}, {weights}, batch {self.batch_size} x {self.sequence_length} tokens, "
                 f"{self.backend} ({self.parameters:,} parameters, {self.trainable_parameters:,} trainable)")
 
+    def _t4_line(self):
+        return f"{self.t4_dtype} (no bfloat16 units; residual stream float32)"
+
     def _fit_label(self, name):
         if name == "budget":
             return f"budget ({self.budget_gb:g} GB)"
@@ -236,6 +257,7 @@ class MemoryPlan:
     def __str__(self):
         lines = [self._title()] + [f"  {label:<16} {gb:10.2f} GB" for label, gb in self.rows()]
         lines += [f"  fits {self._fit_label(k):<24} {'yes' if ok else 'no'}" for k, ok in self.fits.items()]
+        lines += [f"  {'dtype on a T4':<29} {self._t4_line()}"]
         return "\n".join(lines + [f"  - {note}" for note in self.notes])
 
     def _repr_html_(self):
@@ -243,11 +265,13 @@ class MemoryPlan:
                         for label, gb in self.rows())
         cells += "".join(f"<tr><td>fits {self._fit_label(k)}</td><td style='text-align:right'>"
                          f"{'yes' if ok else 'no'}</td></tr>" for k, ok in self.fits.items())
+        cells += f"<tr><td>dtype on a T4</td><td style='text-align:right'>{self._t4_line()}</td></tr>"
         notes = "".join(f"<li>{note}</li>" for note in self.notes)
         return f"<table><caption>{self._title()}</caption>{cells}</table>" + (f"<ul>{notes}</ul>" if notes else "")
 
     def to_dict(self) -> dict:
-        return {**dataclasses.asdict(self), "total_bytes": self.total_bytes, "fits": self.fits}
+        return {**dataclasses.asdict(self), "total_bytes": self.total_bytes, "fits": self.fits,
+                "t4_dtype": self.t4_dtype}
 
 
 def _config_of(name_or_config):
@@ -320,6 +344,10 @@ def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, seq
     ple_row = config.num_layers * config.per_layer_input_dim if gemma4 else 0   # what a token reads of it
     base = (parameters - ple) * weight_bytes                     # the base weights' bytes
     read = (active + ple_row) * weight_bytes                              # of them, read per token
+    residual_bytes = 4 if residual_dtype(dtype) == "float32" else compute_bytes     # float16: float32 stream
+    if gemma4 and weight_bytes == 2 and residual_bytes == 4:     # float16: the PLE gate, projection are float32
+        base += 2 * config.num_layers * config.hidden_dim * config.per_layer_input_dim * 2
+        read += 2 * config.num_layers * config.hidden_dim * config.per_layer_input_dim * 2
     if quantize:                        # int8: every weight but Gemma 4's experts; LoRA adapters float32
         experts = config.num_layers * config.num_experts * 3 * config.hidden_dim * config.expert_intermediate_dim \
             if gemma4 and config.num_experts else 0
@@ -335,7 +363,7 @@ def memory_plan(name_or_config, dtype: str = "float32", batch_size: int = 1, seq
         gradients_bytes=trainable * weight_bytes,
         optimizer_bytes=OPTIMIZERS[key] * trainable * 4,
         activations_bytes=activation_bytes(config, batch_size, sequence_length, compute_bytes,
-                                           logits_copies) if training else 0,
+                                           logits_copies, residual_bytes) if training else 0,
         optimizer_step_bytes=step_copies * trainable * 4 if OPTIMIZERS[key] else 0,   # stateless SGD: none
         kv_cache_bytes=kv_cache_bytes(config, batch_size, sequence_length, compute_bytes),
         budget_gb=budget_gb, ple_bytes=round(ple * INT8_BYTES) if quantize else ple * weight_bytes,

@@ -83,6 +83,21 @@ def test_mixed_precision_keeps_float32_weights():
     assert mixed.weights_bytes == full.weights_bytes and mixed.activations_bytes < full.activations_bytes
 
 
+def test_the_plan_says_to_load_float16_on_a_t4():
+    """A T4 has float16 tensor cores and none for bfloat16; a float16 model keeps its residual stream
+    in float32 (``nn/precision.py``), which the training activations count at 4 bytes a value."""
+    for dtype in ("float32", "bfloat16", "float16"):
+        plan = memory_plan("gemma3_270m", dtype=dtype, optimizer=None)
+        assert plan.t4_dtype == "float16" and plan.to_dict()["t4_dtype"] == "float16"
+        line = str(plan).splitlines()[-1]
+        assert line.split()[:5] == ["dtype", "on", "a", "T4", "float16"], line
+        assert "<td>dtype on a T4</td><td style='text-align:right'>float16" in plan._repr_html_()
+    half, brain = memory_plan("gemma3_270m", dtype="float16"), memory_plan("gemma3_270m", dtype="bfloat16")
+    assert (half.weights_bytes, half.kv_cache_bytes) == (brain.weights_bytes, brain.kv_cache_bytes)
+    c = real_config()                                    # 1 x 1024 tokens; 18 layers of 640, 4 norms each
+    assert half.activations_bytes - brain.activations_bytes == 1024 * 2 * c.num_layers * (6 + 2 * 4) * 640
+
+
 def test_table_text_and_html():
     plan = memory_plan("gemma_2b_en", dtype="bfloat16", lora_rank=4, budget_gb=12)
     text, html = str(plan), plan._repr_html_()

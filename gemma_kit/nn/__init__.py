@@ -3,6 +3,7 @@
 | file            | concept                                                                   |
 |-----------------|---------------------------------------------------------------------------|
 | ``rms_norm.py`` | RMSNorm with Gemma's ``(1 + scale)``                                       |
+| ``precision.py``| float16: the residual stream stays float32 (it passes 65,504)              |
 | ``rotary.py``   | rotary position embeddings (RoPE), on all or part of a head                |
 | ``geglu.py``    | the GeGLU feed-forward block                                               |
 | ``masks.py``    | which keys a query may see: one mask, the window rule as a parameter       |

@@ -26,6 +26,10 @@ later ``"reuse"`` blocks of its layer type attend to those (``shared_kv=``)
 instead of keeping their own. *Per-layer embeddings*: when the family sets
 ``per_layer_embedding``, block ``i`` also gets its slice ``per_layer_input=``.
 
+The residual stream ``x`` is kept in float32 when the model computes in float16
+(``nn/precision.py``: Gemma's activations pass float16's 65,504); the blocks take it
+as it is, and ``hidden_states`` (after the final norm) is then float32 too.
+
 Time and position: every token has a *time step* (its column in the padded
 batch) and a *position* (its index in its own sequence, which RoPE sees and
 where Griffin's recurrence resets at 0). A left-padded prompt whose real tokens
@@ -41,6 +45,7 @@ from keras import ops
 from . import kv_cache
 from .int8 import ReversibleEmbedding, built_in_int8, float_view
 from .masks import attention_mask, document_ids
+from .precision import residual_dtype
 from .rms_norm import RMSNorm
 
 
@@ -110,6 +115,7 @@ class LanguageModelBackbone(keras.Model):
         x = self.token_embedding(token_ids)                                   # (batch, seq, width)
         x = x * ops.cast(self.embedding_scale, x.dtype)
         per_layer = None if self.per_layer_embedding is None else self.per_layer_embedding(token_ids, x)
+        x = ops.cast(x, residual_dtype(self.dtype_policy))     # float32 under float16 (nn/precision.py)
         shared = {}                            # layer_type -> (keys, values) its "store" block read
         new_caches = []
         for i, block in enumerate(self.blocks):

@@ -6,16 +6,22 @@ with ``scale`` initialised to zeros, so a fresh layer is the identity scaling.
 Gemma 4 went back to the plain form, ``x / rms(x) * scale`` with ``scale``
 initialised to ones (``unit_offset=False``), and normalises its attention
 values and its router input with no scale at all (``use_scale=False``).
+
+The output has the input's dtype. Under a float16 policy the residual stream is
+float32 (``nn/precision.py``): a norm takes it as it is (no cast down to float16,
+which would overflow) and returns float32; the matmul after it casts to float16.
 """
 
 import keras
 from keras import ops
 
+from .precision import autocast_inputs
+
 
 @keras.saving.register_keras_serializable(package="gemma_kit")
 class RMSNorm(keras.layers.Layer):
     def __init__(self, epsilon: float = 1e-6, unit_offset: bool = True, use_scale: bool = True, **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(autocast=autocast_inputs(kwargs.get("dtype")), **kwargs)
         self.epsilon, self.unit_offset, self.use_scale = epsilon, unit_offset, use_scale
 
     def build(self, input_shape):

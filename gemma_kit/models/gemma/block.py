@@ -7,12 +7,18 @@ Gemma 1 has only the two "pre" norms; Gemma 2 and 3 add the "post" norms
 (``config.use_post_norms``), which keep each residual update small. A block is
 "local" (sliding window: a query sees the last ``sliding_window`` keys, itself
 included) or "global" (every earlier key): only its mask and its cache size differ.
+
+Under a float16 policy ``x``, the residual stream, is float32 (``nn/precision.py``):
+attention and the MLP run in float16 on the normed stream, and each update is cast
+to float32 before its post-norm and the addition.
 """
 
 import keras
+from keras import ops
 
 from ...nn import kv_cache
 from ...nn.geglu import GeGLU
+from ...nn.precision import autocast_inputs
 from ...nn.rms_norm import RMSNorm
 from .attention import GemmaAttention
 from .config import LOCAL, GemmaConfig
@@ -24,7 +30,7 @@ class DecoderBlock(keras.layers.Layer):
     kv_sharing = None
 
     def __init__(self, config, layer_index: int, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(autocast=autocast_inputs(kwargs.get("dtype")), **kwargs)   # x: the residual stream
         self.config, self.layer_index = config, layer_index
         self.layer_type = config.layer_types[layer_index]        # "local" or "global"
         # The window rule (nn/masks.py): `sliding_window` keys, the query's own included.
@@ -79,13 +85,14 @@ class DecoderBlock(keras.layers.Layer):
         attended, new_cache, *rest = self.attention(
             self.pre_attention_norm(x), positions, mask, cache=cache, time=time, return_probs=return_internals,
             shared_kv=shared_kv, return_kv=self.kv_sharing == "store")
+        attended = ops.cast(attended, x.dtype)                   # float16 -> the stream's float32 (float16 models)
         if self.config.use_post_norms:
             attended = self.post_attention_norm(attended)
         return x + attended, new_cache, rest                     # rest: [(keys, values)] if "store", [probs]
 
     def feed_forward(self, x):
         """The MLP's residual update ``post_ffw_norm(mlp(pre_ffw_norm(x)))`` (batch, seq, hidden_dim)."""
-        update = self.mlp(self.pre_ffw_norm(x))
+        update = ops.cast(self.mlp(self.pre_ffw_norm(x)), x.dtype)              # (batch, seq, hidden_dim)
         return self.post_ffw_norm(update) if self.config.use_post_norms else update
 
     def call(self, x, positions, mask, cache=None, time=None, return_internals=False, shared_kv=None):

@@ -52,6 +52,7 @@ from ...nn import kv_cache
 from ...nn.backbone import LanguageModelBackbone
 from ...nn.int8 import Dense, ReversibleEmbedding
 from ...nn.masks import attention_mask
+from ...nn.precision import residual_dtype
 from ...nn.rms_norm import RMSNorm
 from ..gemma.config import LOCAL, GemmaConfig
 from .block import Gemma4Block
@@ -170,6 +171,7 @@ class Gemma4Assistant(keras.Model):
         Returns float32 logits (batch, seq, vocab) and the next hidden state (batch, seq, backbone_hidden_size).
         """
         x = self.pre_projection(inputs_embeds)                                  # (batch, seq, hidden_dim)
+        x = ops.cast(x, residual_dtype(self.dtype_policy))      # float32 under float16, as the target's stream
         for block in self.blocks:                                               # no cache: ``(x, None)``
             x, _ = block(x, positions, masks[block.layer_type], shared_kv=shared_kv[block.layer_type])
         x = self.final_norm(x)

@@ -10,12 +10,17 @@
 The attention layer is Gemma 3's with Gemma 4's options turned on by the config
 (value norm, keys as values, borrowed keys and values, partial RoPE: see
 ``models/gemma/attention.py``), and the norms multiply by ``scale``, not ``1 + scale``.
+
+The per-layer input's gate reads the residual stream with no norm before it: under
+a float16 policy, where the stream is float32 (``nn/precision.py``), its two small
+projections compute in float32 (``residual_policy``).
 """
 
 import keras
 from keras import ops
 
 from ...nn.int8 import Dense
+from ...nn.precision import residual_policy
 from ..gemma.block import DecoderBlock
 from .config import Gemma4Config
 from .moe import MixtureOfExperts
@@ -25,7 +30,7 @@ from .moe import MixtureOfExperts
 class Gemma4Block(DecoderBlock):
     def __init__(self, config: Gemma4Config, layer_index: int, kernel_initializer="glorot_uniform", **kwargs):
         super().__init__(config, layer_index, kernel_initializer=kernel_initializer, **kwargs)
-        dense = dict(use_bias=False, kernel_initializer=kernel_initializer, dtype=self.dtype_policy)
+        dense = dict(use_bias=False, kernel_initializer=kernel_initializer, dtype=residual_policy(self.dtype_policy))
         if config.num_experts:
             self.post_ffw_norm_dense = self.norm("post_ffw_norm_dense")
             self.pre_ffw_norm_experts = self.norm("pre_ffw_norm_experts")
@@ -52,10 +57,10 @@ class Gemma4Block(DecoderBlock):
 
     def feed_forward(self, x, routing=None):
         """The dense MLP's update, plus the experts' when the model has them (batch, seq, hidden_dim)."""
-        update = self.mlp(self.pre_ffw_norm(x))
+        update = ops.cast(self.mlp(self.pre_ffw_norm(x)), x.dtype)              # (batch, seq, hidden_dim)
         if self.config.num_experts:
             mixed, weights = self.experts(x, self.pre_ffw_norm_experts(x))
-            update = self.post_ffw_norm_dense(update) + self.post_ffw_norm_experts(mixed)
+            update = self.post_ffw_norm_dense(update) + self.post_ffw_norm_experts(ops.cast(mixed, x.dtype))
             if routing is not None:
                 routing.append(weights)                              # (batch, seq, experts)
         return self.post_ffw_norm(update)
@@ -68,8 +73,9 @@ class Gemma4Block(DecoderBlock):
         routing = []
         x = x + self.feed_forward(x, routing)                        # (batch, seq, hidden_dim)
         if per_layer_input is not None:
-            gated = ops.gelu(self.per_layer_gate(x), approximate=True) * per_layer_input   # (batch, seq, ple_dim)
-            x = x + self.post_per_layer_norm(self.per_layer_projection(gated))
+            gate = ops.gelu(self.per_layer_gate(x), approximate=True)
+            gated = gate * ops.cast(per_layer_input, gate.dtype)                         # (batch, seq, ple_dim)
+            x = x + ops.cast(self.post_per_layer_norm(self.per_layer_projection(gated)), x.dtype)
         x = x * ops.cast(self.layer_scalar, x.dtype)
         return self.outputs(x, new_cache, rest, **({"experts": routing[0]} if routing else {}))
 

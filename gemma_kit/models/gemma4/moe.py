@@ -21,12 +21,16 @@ whole experts on different devices (expert parallelism).
 
 LoRA (``gemma_kit.tuning``) reaches the experts through ``enable_lora`` below:
 each expert gets its own low-rank pair, ``W_e + (alpha / rank) * A_e @ B_e``.
+
+The router reads the residual stream ``x``, float32 under a float16 policy
+(``nn/precision.py``): the layer takes it uncast; its norm makes it small.
 """
 
 import keras
 from keras import ops
 
 from ...nn.int8 import Dense
+from ...nn.precision import autocast_inputs
 from ...nn.rms_norm import RMSNorm
 
 EXPERT_WEIGHTS = ("gate", "up", "down")         # the three stacked expert matrices LoRA adapts
@@ -36,7 +40,7 @@ EXPERT_WEIGHTS = ("gate", "up", "down")         # the three stacked expert matri
 class MixtureOfExperts(keras.layers.Layer):
     def __init__(self, hidden_dim: int, num_experts: int, experts_per_token: int, expert_dim: int,
                  rms_norm_eps: float = 1e-6, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(autocast=autocast_inputs(kwargs.get("dtype")), **kwargs)     # x: the residual stream
         self.hidden_dim, self.num_experts = hidden_dim, num_experts
         self.experts_per_token, self.expert_dim = experts_per_token, expert_dim
         self.rms_norm_eps, self.kernel_initializer = rms_norm_eps, kernel_initializer
@@ -73,6 +77,7 @@ class MixtureOfExperts(keras.layers.Layer):
         (batch, seq, experts) (``gemma_kit.visualize`` shows which expert each token went to).
         """
         weights = self.route(x)                                               # (batch, seq, experts)
+        x_experts = ops.cast(x_experts, self.compute_dtype)
         gate = ops.einsum("bsh,ehf->bsef", x_experts, ops.cast(self.expert_weight("gate"), x_experts.dtype))
         up = ops.einsum("bsh,ehf->bsef", x_experts, ops.cast(self.expert_weight("up"), x_experts.dtype))
         hidden = ops.gelu(gate, approximate=True) * up                        # (batch, seq, experts, expert_dim)

@@ -9,13 +9,18 @@ mixing") works on each step alone. The norms are Gemma's RMSNorm with
 code stores its two input branches as one tensor ``ffw_up.w`` (2, width, expanded),
 gate first.
 
+Under a float16 policy ``x`` is float32 (``nn/precision.py``), as in Gemma's block:
+the temporal block and the MLP run in float16, and their updates are added in float32.
+
 Names follow ``recurrentgemma/jax/modules.py`` (``ResidualBlock``, ``MLPBlock``).
 """
 
 import keras
+from keras import ops
 
 from ...nn import kv_cache
 from ...nn.geglu import GeGLU
+from ...nn.precision import autocast_inputs
 from ...nn.rms_norm import RMSNorm
 from .attention import LocalAttentionBlock
 from .config import ATTENTION, GriffinConfig
@@ -35,7 +40,7 @@ class ResidualBlock(keras.layers.Layer):
     kv_sharing = None                                                # every block keeps its own state
 
     def __init__(self, config: GriffinConfig, block_index: int, kernel_initializer="glorot_uniform", **kwargs):
-        super().__init__(**kwargs)
+        super().__init__(autocast=autocast_inputs(kwargs.get("dtype")), **kwargs)   # x: the residual stream
         self.config, self.block_index = config, block_index
         self.layer_type = config.block_types[block_index]          # "recurrent" or "attention"
         self.attends = self.layer_type == ATTENTION
@@ -90,8 +95,8 @@ class ResidualBlock(keras.layers.Layer):
         else:
             mixed, cache, *internals = self.recurrent_block(normed, positions, cache=cache,
                                                             return_gates=return_internals)
-        h = x + mixed
-        return (h + self.mlp_block(self.channel_pre_norm(h)), cache) + tuple(internals)
+        h = x + ops.cast(mixed, x.dtype)                                      # float32 in a float16 model
+        return (h + ops.cast(self.mlp_block(self.channel_pre_norm(h)), h.dtype), cache) + tuple(internals)
 
     def get_config(self):
         return {**super().get_config(), "config": self.config.to_dict(), "block_index": self.block_index}
