@@ -57,7 +57,8 @@ def load(source: str = "gemma3_270m", dtype=None, quantize=None, **options) -> G
     """Load a model by preset name (``"gemma3_270m"``, ``"gemma4_instruct_2b"``, ...) or from a checkpoint path.
 
     ``dtype``: the Keras dtype policy for weights and compute, e.g. ``"float32"``
-    (the default) or ``"bfloat16"``. ``quantize="int8"``: weight-only int8 (``nn/int8.py``),
+    (the default), ``"bfloat16"`` (a TPU, an A100) or ``"float16"`` (a Colab/Kaggle T4,
+    which has no fast bfloat16; the residual stream stays float32, ``nn/precision.py``). ``quantize="int8"``: weight-only int8 (``nn/int8.py``),
     each tensor quantized as it is read, so the float model is never held whole.
     ``options`` go to the format's loader, e.g. ``attention_window_size=...`` for a
     RecurrentGemma checkpoint.
