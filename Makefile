@@ -45,7 +45,7 @@ test-torch: $(VENV)/.test-installed
 	KERAS_BACKEND=torch $(PYTEST) -m "not once" tests
 
 wheel: $(VENV)/.demo-installed
-	rm -rf dist build
+	rm -rf dist build/lib build/bdist.*    # setuptools leftovers; build/site (make site) stays
 	$(PY) -m pip wheel --quiet --disable-pip-version-check --no-deps --no-build-isolation -w dist .
 	@ls -l dist/gemma_kit-*.whl
 
