@@ -69,6 +69,7 @@ def _placeholders():
     return sorted(folders.items(), key=lambda kv: -len(kv[0]))      # the longest folder first
 
 
+_PLACEHOLDERS = _placeholders()                                     # once, not per output
 _TMP = re.compile(re.escape(tempfile.gettempdir()) + r"/[\w.-]+")
 _TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?"
                         r"|(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d{2} \w{3} \d{4} \d{2}:\d{2}:\d{2} GMT"
@@ -82,7 +83,7 @@ _NATIVE_LOG = re.compile(r"^(?:[IWEF]\d{4} \d\d:\d\d:[\d.]+ +\d+ \S+:\d+\] .*"
 
 
 def clean_text(text: str) -> str:
-    for folder, placeholder in _placeholders():
+    for folder, placeholder in _PLACEHOLDERS:
         text = text.replace(folder, placeholder)
     text = _TMP.sub("<tmp>", text)
     text = _TIMESTAMP.sub("<time>", text)
