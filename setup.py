@@ -10,5 +10,5 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=["gemma_kit*"]) + ["gemma_kit.datasets"],
     package_dir={"gemma_kit.datasets": "data"},
-    package_data={"gemma_kit.datasets": ["*.jsonl", "*.md", "*.py"]},
+    package_data={"gemma_kit.datasets": ["*.jsonl", "*.md", "*.py", "*.json", "*.model", "*.safetensors"]},
 )

@@ -5,6 +5,7 @@
     splits = data.load("stdlib_fim")       # {"train": [...], "test": [...]}, each a list of dicts
     test = data.load("stdlib_fim", "test")  # one split
     data.path("stdlib_fim", "train")       # the file itself, to hand to your own code
+    data.file("lesson07_griffin.safetensors")  # any other shipped file: trained weights, a tokenizer
 
 A data set ``name`` is the JSON Lines files ``<name>_<split>.jsonl``. In the repository they
 live in ``data/``, next to their provenance (``data/README.md``) and the script that made
@@ -59,3 +60,12 @@ def load(name: str, split: str | None = None):
     if split is not None:
         return load_jsonl(path(name, split))
     return {s: load_jsonl(path(name, s)) for s in splits(name)}
+
+
+def file(filename: str) -> Path:
+    """A shipped file that is not a JSON Lines split (trained weights, a tokenizer model), by its name."""
+    found = folder() / filename
+    if "/" in filename or "\\" in filename or not found.is_file():
+        shipped = sorted(p.name for p in folder().iterdir() if p.is_file() and p.suffix != ".jsonl")
+        raise FileNotFoundError(f"the kit ships no file named {filename!r} in {folder()}; it has {shipped}")
+    return found

@@ -21,3 +21,11 @@ def test_an_unknown_name_or_split_is_named_in_the_error():
         data.load("stdlib")
     with pytest.raises(KeyError, match="has no split 'dev'.*'test', 'train'"):
         data.load("stdlib_fim", "dev")
+
+
+def test_a_shipped_file_is_found_by_name_and_a_missing_one_lists_what_is_there():
+    assert data.file("make_stdlib_fim.py").read_text().startswith('"""')
+    with pytest.raises(FileNotFoundError, match="no file named 'weights.bin'.*make_stdlib_fim.py"):
+        data.file("weights.bin")
+    with pytest.raises(FileNotFoundError, match="no file named '../setup.py'"):
+        data.file("../setup.py")           # only the data folder itself, never a path out of it
