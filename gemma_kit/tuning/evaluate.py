@@ -1,15 +1,15 @@
 """Measuring what tuning changed: held-out loss, exact match of generated answers, the loss curve.
 
     loss = held_out_loss(trainer, test_data)                 # mean cross-entropy per response token
-    score, answers = exact_match(model, test_examples)        # greedy answers, compared after strip()
+    score, answers = exact_match(model, test_examples)        # greedy answers, gemma_kit.evaluate.exact_match_rate
     history = LossHistory(); trainer.fit(..., callbacks=[history]); history.losses  # one per step
 """
 
 from __future__ import annotations
 
 import keras
-import numpy as np
 
+from ..evaluate import exact_match_rate
 from .data import chat_prompt
 
 
@@ -33,8 +33,8 @@ def exact_match(model, examples, max_new_tokens: int = 32, batch_size: int = 16,
                                   max_new_tokens=max_new_tokens)
         if progress:
             bar.add(len(chunk))
-    hits = [answer.strip() == example["response"].strip() for answer, example in zip(answers, examples)]
-    return float(np.mean(hits)), answers
+    rate, _ = exact_match_rate(answers, [example["response"] for example in examples])   # strip() on both sides
+    return rate, answers
 
 
 class LossHistory(keras.callbacks.Callback):
