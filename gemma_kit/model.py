@@ -167,8 +167,9 @@ class GemmaModel:
         tokens = itertools.takewhile(lambda token: token not in stop, (int(step[0]) for step in steps))
         yield from StreamingDecoder(self.tokenizer).pieces(tokens)
 
-    def complete(self, before: str, after: str, **kw) -> str:
-        """Fill in the middle: the code between ``before`` and ``after`` (CodeGemma; see fim.py)."""
+    def complete(self, before, after, **kw):
+        """Fill in the middle: the code between ``before`` and ``after`` (two strings -> a string, two
+        lists -> a list, in one batched generation), with CodeGemma's markers or a FIM adapter's (fim.py)."""
         from .fim import complete
         return complete(self, before, after, **kw)
 

@@ -54,6 +54,8 @@ def save_adapter(model, path) -> str:
                for name, v in _lora_variables(model).items()}
     metadata = {"format": FORMAT, "rank": str(state["rank"]), "alpha": repr(state["alpha"]),
                 "targets": json.dumps(state["targets"]), "model": json.dumps(_model_shape(backbone))}
+    if getattr(model, "fim_markers", None):                 # a FIM adapter: its marker tokens (fim.py)
+        metadata["fim_markers"] = json.dumps(model.fim_markers)
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata=metadata)
@@ -72,17 +74,24 @@ def read_adapter_metadata(path) -> dict:
     if metadata.get("format") != FORMAT:
         raise AdapterMismatchError(f"{path} is not a gemma_kit LoRA adapter (header format "
                                    f"{metadata.get('format')!r}, expected {FORMAT!r})")
-    return {"rank": int(metadata["rank"]), "alpha": float(metadata["alpha"]),
+    meta = {"rank": int(metadata["rank"]), "alpha": float(metadata["alpha"]),
             "targets": json.loads(metadata["targets"]), "model": json.loads(metadata["model"])}
+    if "fim_markers" in metadata:
+        meta["fim_markers"] = json.loads(metadata["fim_markers"])
+    return meta
 
 
 def load_adapter(model, path) -> dict:
     """Enable LoRA as the file says (or check the LoRA already enabled) and load its weights.
 
     Raises ``AdapterMismatchError`` naming what differs: rank, targets, or a tensor's name or shape.
-    Returns the file's metadata.
+    Returns the file's metadata. A FIM adapter's markers (``fim_markers``) are set on the model
+    (``fim.enable_fim``), so that ``model.complete(before, after)`` uses them.
     """
     meta = read_adapter_metadata(path)
+    if "fim_markers" in meta and hasattr(model, "tokenizer"):
+        from ..fim import fim_token_ids
+        fim_token_ids(model.tokenizer, meta["fim_markers"])      # this vocabulary must have the markers
     backbone = backbone_of(model)
     ours = _model_shape(backbone)
     if (meta["model"].get("vocab_size"), meta["model"].get("hidden_dim")) != (ours["vocab_size"], ours["hidden_dim"]):
@@ -95,13 +104,21 @@ def load_adapter(model, path) -> dict:
         except AdapterMismatchError:
             remove_lora(model)                       # leave the model as it was
             raise
+        _set_fim_markers(model, meta)
         return meta
     if (state["rank"], state["targets"], state["alpha"]) != (meta["rank"], meta["targets"], meta["alpha"]):
         raise AdapterMismatchError(
             f"{path} holds rank {meta['rank']} (alpha {meta['alpha']}) on {meta['targets']}, but this model "
             f"has LoRA rank {state['rank']} (alpha {state['alpha']}) on {state['targets']}")
     _assign(model, path)
+    _set_fim_markers(model, meta)
     return meta
+
+
+def _set_fim_markers(model, meta):
+    if "fim_markers" in meta and hasattr(model, "tokenizer"):
+        from ..fim import enable_fim
+        enable_fim(model, meta["fim_markers"])
 
 
 def _assign(model, path):

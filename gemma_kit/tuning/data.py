@@ -59,7 +59,7 @@ def encode_example(tokenizer, example, n: int = 0):
 
 
 def format_examples(tokenizer, examples, sequence_length: int, response_length: int | None = None,
-                    drop_longer: bool = False) -> dict:
+                    drop_longer: bool = False, encode=encode_example) -> dict:
     """``{"x": {"token_ids", "padding_mask"[, "target_positions"]}, "y", "sample_weight"}`` as NumPy arrays.
 
     Without ``response_length``: ``x`` arrays (n, sequence_length), ``y`` and
@@ -69,10 +69,13 @@ def format_examples(tokenizer, examples, sequence_length: int, response_length: 
     An example longer than ``sequence_length`` (or a response longer than
     ``response_length``) is an error naming it, not silently cut; with
     ``drop_longer=True`` it is left out instead (for training sets with a few outliers).
+    ``encode(tokenizer, example, n) -> (prompt ids, response ids)`` turns one example into
+    tokens: the chat turn here, the FIM prompt in ``fim_data.py``.
     """
     examples = list(examples)
     if drop_longer:
-        examples = [e for i, e in enumerate(examples) if fits(tokenizer, e, sequence_length, response_length, i)]
+        examples = [e for i, e in enumerate(examples)
+                    if fits(tokenizer, e, sequence_length, response_length, i, encode)]
     if not examples:
         raise ValueError("No examples to format")
     n = len(examples)
@@ -81,13 +84,13 @@ def format_examples(tokenizer, examples, sequence_length: int, response_length: 
     targets = np.zeros((n, sequence_length), np.int32)
     weights = np.zeros((n, sequence_length), np.float32)
     for i, example in enumerate(examples):
-        prompt_ids, response_ids = encode_example(tokenizer, example, i)
+        prompt_ids, response_ids = encode(tokenizer, example, i)
         ids = prompt_ids + response_ids
         if len(ids) - 1 > sequence_length:
             raise ValueError(f"example {i} has {len(ids) - 1} tokens (prompt {len(prompt_ids)}, response "
                              f"{len(response_ids)}), more than sequence_length={sequence_length}")
         if response_length is not None and len(response_ids) > response_length:
-            raise ValueError(f"example {i}: its response has {len(response_ids)} tokens (with <end_of_turn>), "
+            raise ValueError(f"example {i}: its response has {len(response_ids)} tokens (with its end token), "
                              f"more than response_length={response_length}")
         length = len(ids) - 1
         token_ids[i, :length] = ids[:-1]
@@ -107,9 +110,10 @@ def format_examples(tokenizer, examples, sequence_length: int, response_length: 
             "sample_weight": gathered_weights}
 
 
-def fits(tokenizer, example, sequence_length: int, response_length: int | None = None, n: int = 0) -> bool:
+def fits(tokenizer, example, sequence_length: int, response_length: int | None = None, n: int = 0,
+         encode=encode_example) -> bool:
     """Whether ``example`` fits in ``sequence_length`` tokens (and its response in ``response_length``)."""
-    prompt_ids, response_ids = encode_example(tokenizer, example, n)
+    prompt_ids, response_ids = encode(tokenizer, example, n)
     return (len(prompt_ids) + len(response_ids) - 1 <= sequence_length
             and (response_length is None or len(response_ids) <= response_length))
 
