@@ -45,7 +45,13 @@ TEST_PARAMETERS = {
     "03_distributed_training.ipynb": "STEPS = 3",
     "04_vertex_ai_deployment.ipynb": "MAX_TOKENS = 8\nCLIENTS = 4",
     "05_attention_visualization.ipynb": "LONG_TOKENS = 520",
+    "07_recurrentgemma.ipynb": ("CORPUS_BYTES = 300_000\nTRAIN_STEPS = 10\nEVALUATE_EVERY = 5\nWARMUP = 2\n"
+                                "WIDTH, BLOCKS = 64, 3\nHELD_OUT_ROWS = 4\nPROBE_DISTANCES = (8, 48)\nPROBE_EXAMPLES = 4\n"
+                                "SPEED_POSITIONS = (64,)\nSPEED_STEPS = 2"),
+    "06_codegemma_fim.ipynb": "TRAIN_STEPS = 2\nBATCH_SIZE = 2\nEVAL_EXAMPLES = 4\nMAX_NEW_TOKENS = 4\n",
     "09_fast_decode.ipynb": "NEW_TOKENS = 8\nROUNDS = 1\nBF16_TOKENS = 2\nDRAFT_LENGTHS = (2,)\nCHAT_TURNS = 2\nCHAT_TOKENS = 4",
+    "10_evaluation.ipynb": "MC_QUESTIONS = 12\nPPL_TEXTS = 4\nFIM_EXAMPLES = 8\nCODE_TASKS = 4\nSAMPLES = 2\nK_VALUES = (1, 2)\n"
+                           "MAX_NEW_TOKENS = 8",
 }
 WHERE_FROM = "import gemma_kit, sys\nprint('gemma_kit from', gemma_kit.__file__, 'python', sys.prefix)"
 
@@ -112,11 +118,14 @@ def colab(tmp_path_factory):
 def test_the_wheel_carries_the_package_and_the_lessons_data(colab):
     python, wheel = colab
     shown = subprocess.run([str(python), "-c", "from gemma_kit import data; print(data.folder(), data.names(), "
-                            "len(data.load('stdlib_fim', 'test')))"], capture_output=True, text=True, cwd=wheel.parent)
+                            "len(data.load('stdlib_fim', 'test')), sorted(p.name for p in data.folder().iterdir()))"],
+                           capture_output=True, text=True, cwd=wheel.parent)
     assert shown.returncode == 0, shown.stderr[-3000:]
     folder, rest = shown.stdout.split(" ", 1)
     assert folder.endswith("gemma_kit/datasets") and not Path(folder).is_relative_to(ROOT), shown.stdout
-    assert rest.strip() == "['stdlib_fim'] 200"
+    in_repository = sorted(p.name for p in (ROOT / "data").iterdir() if p.is_file())   # data sets, weights, scripts
+    names = sorted({p.name.rsplit("_", 1)[0] for p in (ROOT / "data").glob("*_*.jsonl")})
+    assert rest.strip() == f"{names} 200 {in_repository}"
 
 
 @pytest.mark.once
@@ -166,3 +175,14 @@ def test_every_lesson_installs_the_same_way_from_the_one_repository_address():
 def test_every_lesson_is_collected():
     assert any(p.name == "01_text_generation.ipynb" for p in NOTEBOOKS)
     assert set(TEST_PARAMETERS) <= {p.name for p in NOTEBOOKS}, "TEST_PARAMETERS names a notebook that does not exist"
+
+
+def test_the_readme_lists_every_lesson_with_its_measured_run_time():
+    """The README's lessons table says how long each lesson takes here: the run time `make lessons` stamped."""
+    rows = {line.split("|")[1].strip().strip("`"): line.split("|")[-2].strip()
+            for line in (ROOT / "README.md").read_text().splitlines() if line.startswith("| `")}
+    for path in NOTEBOOKS:
+        seconds = nbformat.read(path, as_version=4).metadata["gemma_kit"]["run_seconds"]
+        assert path.stem in rows, f"README.md's lessons table has no row for {path.stem}"
+        stated = rows[path.stem].rstrip(" *")
+        assert stated == f"{max(1, round(seconds / 60))} min", (path.stem, stated, seconds)
