@@ -156,6 +156,8 @@ def test_run_tests_reports_pass_failure_error_and_timeout():
     assert failed.status == "failed" and "AssertionError" in failed.detail
     assert evaluate.run_tests("def f(x:\n    pass", "").status == "error"
     assert evaluate.run_tests("raise SystemExit(0)", "").status == "error"          # exit() is not a pass
+    skipped = evaluate.run_tests("import os\nos._exit(0)", "assert False")          # leaving before the asserts
+    assert skipped.status == "error" and "before the tests finished" in skipped.detail
     assert evaluate.run_tests("import os\nassert os.listdir('.') == ['candidate.py']", "").passed  # a fresh folder
     start = time.perf_counter()
     slow = evaluate.run_tests("import subprocess, sys\nsubprocess.Popen([sys.executable, '-c', "

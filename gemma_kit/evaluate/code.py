@@ -28,6 +28,7 @@ import os
 import signal
 import subprocess
 import sys
+import secrets
 import tempfile
 import time
 import warnings
@@ -47,6 +48,7 @@ except AssertionError:
 except BaseException:
     traceback.print_exc()
     sys.exit(4)
+print(sys.argv[1])    # reached only after every assert ran: a candidate calling os._exit(0) does not pass
 """
 _STATUS_OF_CODE = {0: "passed", 3: "failed"}      # anything else: "error"
 
@@ -88,18 +90,22 @@ def run_tests(program: str, tests: str, timeout: float = 5.0) -> TestResult:
             f.write(program.rstrip("\n") + "\n\n" + tests.rstrip("\n") + "\n")
         start = time.perf_counter()
         # A new session: on timeout the whole process group dies, children the candidate started too.
-        child = subprocess.Popen([sys.executable, "-I", "-c", _HARNESS], cwd=folder, stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        done = secrets.token_hex(8)                     # printed by the harness after the tests, not by the candidate
+        child = subprocess.Popen([sys.executable, "-I", "-c", _HARNESS, done], cwd=folder, stdin=subprocess.DEVNULL,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                  start_new_session=(os.name == "posix"))
         try:
-            _, stderr = child.communicate(timeout=timeout)
+            stdout, stderr = child.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             _kill(child)
             child.communicate()
             return TestResult("timeout", f"killed after {timeout:g} s", time.perf_counter() - start)
         seconds = time.perf_counter() - start
     detail = "\n".join(stderr.strip().splitlines()[-3:])
-    return TestResult(_STATUS_OF_CODE.get(child.returncode, "error"), detail, seconds)
+    status = _STATUS_OF_CODE.get(child.returncode, "error")
+    if status == "passed" and done not in stdout.splitlines():
+        status, detail = "error", "the process exited 0 before the tests finished"
+    return TestResult(status, detail, seconds)
 
 
 def _kill(child: subprocess.Popen) -> None:
