@@ -83,6 +83,19 @@ def candidates(lines, excluded):
             yield {"prompt": f"{INSTRUCTION}\n\n{code}", "response": body}
 
 
+def write_splits(name, train, test, n_train, n_test, rng, where):
+    """Shuffle both splits, check there are enough, write ``<name>_train.jsonl`` and ``<name>_test.jsonl`` here."""
+    rng.shuffle(train)
+    rng.shuffle(test)
+    if len(train) < n_train or len(test) < n_test:
+        sys.exit(f"only {len(train)} training and {len(test)} test {where}")
+    for split, rows in (("train", train[:n_train]), ("test", test[:n_test])):
+        with open(os.path.join(HERE, f"{name}_{split}.jsonl"), "w", encoding="utf-8") as f:
+            for row in rows:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    return train[:n_train], test[:n_test]
+
+
 def main():
     root = sysconfig.get_paths()["stdlib"]
     rng = random.Random(0)
@@ -99,14 +112,7 @@ def main():
         for example in found[:PER_FILE]:
             example["source"] = module
             (test if n % 5 == 0 else train).append(example)   # every fifth module is held out
-    rng.shuffle(train)
-    rng.shuffle(test)
-    if len(train) < TRAIN or len(test) < TEST:
-        sys.exit(f"only {len(train)} training and {len(test)} test examples found in {root}")
-    for name, rows in (("stdlib_fim_train.jsonl", train[:TRAIN]), ("stdlib_fim_test.jsonl", test[:TEST])):
-        with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    write_splits("stdlib_fim", train, test, TRAIN, TEST, rng, f"examples found in {root}")
     print(f"{TRAIN} training and {TEST} test examples from Python {sys.version.split()[0]}'s standard library "
           f"({root})")
 

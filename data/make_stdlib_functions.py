@@ -18,7 +18,6 @@ test split only, so no held-out function is seen in training. Deterministic (see
 """
 
 import ast
-import json
 import keyword
 import os
 import random
@@ -27,10 +26,9 @@ import sysconfig
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the clone's gemma_kit
-from make_stdlib_fim import NAME, source_files, string_and_comment_lines    # noqa: E402  (same folder)
+from make_stdlib_fim import NAME, source_files, string_and_comment_lines, write_splits   # noqa: E402
 from gemma_kit.tuning.fim_data import split_line, split_random              # noqa: E402
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 MAX_CHARS, MIN_LINES = 500, 3           # a function plus its FIM prompt fits in ~200 tokens
 PER_MODULE = 40                         # functions per module at most, for variety
 TRAIN, TEST = 3000, 200
@@ -95,15 +93,8 @@ def main():
             assert record["prefix"] + record["middle"] + record["suffix"] == source
             record.update(source=module, split=kind)
             (test if held_out else train).append(record)
-    rng.shuffle(train)
-    rng.shuffle(test)
-    if len(train) < TRAIN or len(test) < TEST:
-        sys.exit(f"only {len(train)} training and {len(test)} test records found in {root}")
-    for name, rows in (("stdlib_functions_train.jsonl", train[:TRAIN]), ("stdlib_functions_test.jsonl", test[:TEST])):
-        with open(os.path.join(HERE, name), "w", encoding="utf-8") as f:
-            for row in rows:
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    lines = sum(r["split"] == "line" for r in train[:TRAIN])
+    train, test = write_splits("stdlib_functions", train, test, TRAIN, TEST, rng, f"records found in {root}")
+    lines = sum(r["split"] == "line" for r in train)
     print(f"{TRAIN} training ({lines} line, {TRAIN - lines} random splits) and {TEST} test records from "
           f"Python {sys.version.split()[0]}'s standard library ({root})")
 
