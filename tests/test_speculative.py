@@ -38,17 +38,7 @@ FAMILIES = {"gemma3": (lambda: gemma_kit.GemmaBackbone(GEMMA3, random_init=False
             "griffin": (lambda: gemma_kit.GriffinBackbone(GRIFFIN, random_init=False), 2, 0.3, 2, 0.075)}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_torch_thread():
-    """Tiny matrices: PyTorch's thread pool costs more than it saves (10x on a busy 2-core machine)."""
-    if keras.config.backend() != "torch":
-        yield
-        return
-    import torch
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tests/conftest.py
 
 
 def _model(family, draft=False):
