@@ -219,11 +219,16 @@ def merge_lora(model) -> int:
 
 
 def remove_lora(model) -> int:
-    """Drop the LoRA matrices without merging them: back to the base model. Returns the layer count."""
+    """Drop the LoRA matrices without merging them: back to the base model. Returns the layer count.
+
+    A FIM adapter's markers (``fim.enable_fim``) go too: the base model was never taught them.
+    """
     backbone = backbone_of(model)
     layers = lora_layers(backbone)
     for layer in layers:
         _drop_lora(layer)
+    if getattr(model, "fim_markers", None) is not None:
+        del model.fim_markers
     _unfreeze(backbone)
     _refresh_compiled(model)
     return len(layers)
