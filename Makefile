@@ -10,9 +10,9 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
-# Two workers (pytest-xdist), one per core, each given whole test files (module fixtures load once); each
-# worker computes on one thread (tests/conftest.py).
-PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=15 -n 2 --dist loadfile
+# Two workers (pytest-xdist), one per core, each computing on one thread and given whole test files (module
+# fixtures load once), the longest first; the lessons are split in two halves (tests/conftest.py).
+PYTEST := $(PY) -m pytest -q -p no:cacheprovider --durations=15 -n 2 --dist loadfile --no-loadscope-reorder
 
 .PHONY: demo test test-jax test-tensorflow test-torch wheel lessons site bench-llama clean
 

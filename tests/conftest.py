@@ -90,11 +90,30 @@ def tiny_backbone():
     return randomize(gemma_kit.GemmaBackbone(tiny_gemma3_config()))
 
 
-# The longest file (every lesson, about 11 minutes in the JAX pass) goes first: `--dist loadfile` hands files
-# out in collection order, so the other worker works through the rest meanwhile instead of waiting for it at the
-# end. The order of tests within a file is unchanged.
-LONGEST_FIRST = ("test_notebooks.py",)
+
+# How `make test`'s two workers share the work (`-n 2 --dist loadfile --no-loadscope-reorder`): each test file
+# goes whole to one worker, so its module fixtures load once; the exception is the lessons, about 15 minutes of
+# them, run as two halves (odd and even lesson numbers), one on each worker. Units are handed out in collection
+# order with the longest first, so each worker starts on a long unit and fills in with the short files, rather than
+# one worker finishing the lessons alone at the end. The order of tests within a unit is unchanged.
+# (xdist's own `--dist loadgroup` marks did not group anything with pytest 9 here, so the scheduler says it.)
+LONGEST_FIRST = ("test_notebooks.py", "test_distributed.py", "test_real_gemma.py", "test_gemma4_distributed.py")
+LESSON_RUN = "test_notebooks.py::test_notebook_runs_alone_in_a_fresh_environment["
 
 
 def pytest_collection_modifyitems(items):
-    items.sort(key=lambda item: item.path.name not in LONGEST_FIRST)   # a stable sort: the rest keep their order
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))   # a stable sort: the rest keep their order
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadFileScheduling
+
+    class FilesAndTwoHalvesOfTheLessons(LoadFileScheduling):
+        def _split_scope(self, nodeid):
+            if LESSON_RUN in nodeid:                   # ...[09_fast_decode.ipynb] -> "lessons-1"
+                return f"lessons-{int(nodeid.split(LESSON_RUN)[1][:2]) % 2}"
+            return nodeid.split("::", 1)[0]            # tests/test_x.py
+
+    return FilesAndTwoHalvesOfTheLessons(config, log)
