@@ -18,6 +18,7 @@ The stored outputs (``make lessons``, ``scripts/lessons.py``) are checked here t
 they are now, free of machine paths, and small.
 """
 
+import fcntl
 import json
 import os
 import subprocess
@@ -86,10 +87,16 @@ def setup_cell(notebook):
 def colab(tmp_path_factory):
     """A fresh environment with the kit installed from its wheel by the lessons' own set-up cell -> its python."""
     root = tmp_path_factory.mktemp("colab")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(root / "dist"), str(ROOT)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stderr[-3000:]
-    [wheel] = (root / "dist").glob("gemma_kit-*.whl")
+    # One wheel per run: `make test`'s two workers each need this environment, but two `pip wheel` of the same
+    # source tree at once collide in its build/ folder. The first worker builds it, the other waits and reuses it.
+    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else root
+    with open(shared / "wheel.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not list((shared / "dist").glob("gemma_kit-*.whl")):
+            built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                                    "-w", str(shared / "dist"), str(ROOT)], capture_output=True, text=True)
+            assert built.returncode == 0, built.stderr[-3000:]
+    [wheel] = (shared / "dist").glob("gemma_kit-*.whl")
 
     links = root / "preinstalled"                      # the main environment's packages, less the kit itself
     links.mkdir()
