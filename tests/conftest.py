@@ -90,13 +90,12 @@ def tiny_backbone():
     return randomize(gemma_kit.GemmaBackbone(tiny_gemma3_config()))
 
 
-
 # How `make test`'s two workers share the work (`-n 2 --dist loadfile --no-loadscope-reorder`): each test file
 # goes whole to one worker, so its module fixtures load once; the exception is the lessons, about 15 minutes of
 # them, run as two halves (odd and even lesson numbers), one on each worker. Units are handed out in collection
 # order with the longest first, so each worker starts on a long unit and fills in with the short files, rather than
 # one worker finishing the lessons alone at the end. The order of tests within a unit is unchanged.
-# (xdist's own `--dist loadgroup` marks did not group anything with pytest 9 here, so the scheduler says it.)
+# (xdist's own `--dist loadgroup` marks did not group anything with pytest 9 here, so this scheduler groups.)
 LONGEST_FIRST = ("test_notebooks.py", "test_distributed.py", "test_real_gemma.py", "test_gemma4_distributed.py")
 LESSON_RUN = "test_notebooks.py::test_notebook_runs_alone_in_a_fresh_environment["
 
