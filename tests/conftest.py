@@ -3,6 +3,7 @@
 The backend is chosen by ``KERAS_BACKEND`` (the Makefile runs the suite once per backend).
 """
 
+import contextlib
 import fcntl
 import os
 import subprocess
@@ -30,12 +31,29 @@ CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="session")
-def chromium():
+def run_folder(tmp_path_factory):
+    """A folder for this whole run: shared by `make test`'s two workers (xdist's common temporary root)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def one_worker_at_a_time(run_folder):
+    """``with one_worker_at_a_time("name"):`` holds a lock of this run, so work that two workers may both
+    start (an install, a build in the source tree) happens once while the other worker waits."""
+    @contextlib.contextmanager
+    def hold(name):
+        with open(run_folder / f"{name}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+    return hold
+
+
+@pytest.fixture(scope="session")
+def chromium(one_worker_at_a_time):
     """Debian's Chromium for Playwright (tests/test_browser.py, tests/test_site.py): installed with apt-get
     from the machine's own package sources when missing, never downloaded by ``playwright install``."""
-    # Two workers may ask at once (test_browser.py, test_site.py): one installs, the other waits on the lock.
-    with open("/tmp/gemma-kit-tests-chromium.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with one_worker_at_a_time("chromium"):            # both files may ask at once: one installs, one waits
         if not os.path.exists(CHROMIUM):
             install = ["apt-get", "install", "-y", "-q", "chromium"]
             env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")

@@ -18,7 +18,6 @@ The stored outputs (``make lessons``, ``scripts/lessons.py``) are checked here t
 they are now, free of machine paths, and small.
 """
 
-import fcntl
 import json
 import os
 import subprocess
@@ -84,19 +83,18 @@ def setup_cell(notebook):
 
 
 @pytest.fixture(scope="session")
-def colab(tmp_path_factory):
+def colab(tmp_path_factory, run_folder, one_worker_at_a_time):
     """A fresh environment with the kit installed from its wheel by the lessons' own set-up cell -> its python."""
     root = tmp_path_factory.mktemp("colab")
     # One wheel per run: `make test`'s two workers each need this environment, but two `pip wheel` of the same
     # source tree at once collide in its build/ folder. The first worker builds it, the other waits and reuses it.
-    shared = tmp_path_factory.getbasetemp().parent if os.environ.get("PYTEST_XDIST_WORKER") else root
-    with open(shared / "wheel.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not list((shared / "dist").glob("gemma_kit-*.whl")):
+    dist = run_folder / "dist"
+    with one_worker_at_a_time("wheel"):
+        if not list(dist.glob("gemma_kit-*.whl")):
             built = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                                    "-w", str(shared / "dist"), str(ROOT)], capture_output=True, text=True)
+                                    "-w", str(dist), str(ROOT)], capture_output=True, text=True)
             assert built.returncode == 0, built.stderr[-3000:]
-    [wheel] = (shared / "dist").glob("gemma_kit-*.whl")
+    [wheel] = dist.glob("gemma_kit-*.whl")
 
     links = root / "preinstalled"                      # the main environment's packages, less the kit itself
     links.mkdir()
