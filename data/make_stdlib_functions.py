@@ -12,12 +12,18 @@ it) cut in three: ``{"prefix", "middle", "suffix", "source", "split"}`` with
   in it also appears elsewhere in the function, so the answer can be read from the context.
 - train (TRAIN records): LINE_SHARE of them line splits chosen the same way, the rest ``split="random"``:
   the middle is a random span of 1 to MAX_RANDOM_MIDDLE characters (Bavarian et al., 2022).
+- pattern (every held-out function that has one): ``split="line"`` again, but the middle is a line that
+  repeats the pattern of the line above or below it (``self.mode = mode`` under ``self.file = file``): the
+  same skeleton once names, strings and numbers are blanked, keywords kept. A reader fills such a line by looking at its neighbour: the repetitive code
+  that editors' completion serves most. Chosen with a separate random stream, so the other splits are
+  the same as without it.
 
 Modules come from make_stdlib_fim.py's selection, and its held-out rule: every fifth module goes to the
 test split only, so no held-out function is seen in training. Deterministic (seed 0) for one Python version.
 """
 
 import ast
+import json
 import keyword
 import os
 import random
@@ -26,7 +32,7 @@ import sysconfig
 import textwrap
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))   # the clone's gemma_kit
-from make_stdlib_fim import NAME, source_files, string_and_comment_lines, write_splits   # noqa: E402
+from make_stdlib_fim import HERE, LITERAL, NAME, source_files, string_and_comment_lines, write_splits   # noqa: E402
 from gemma_kit.tuning.fim_data import split_line, split_random              # noqa: E402
 
 MAX_CHARS, MIN_LINES = 500, 3           # a function plus its FIM prompt fits in ~200 tokens
@@ -72,10 +78,22 @@ def answerable_lines(source):
             yield i
 
 
+def shape(line):
+    """A line's skeleton: names, strings and numbers replaced, keywords kept (``self.N = N``, ``if N is None:``)."""
+    return NAME.sub(lambda m: m.group() if keyword.iskeyword(m.group()) else "N", LITERAL.sub("L", line.strip()))
+
+
+def pattern_lines(source):
+    """Answerable lines whose neighbour above or below has the same skeleton (``shape``)."""
+    lines = source.splitlines()
+    return [i for i in answerable_lines(source)
+            if i + 1 < len(lines) and shape(lines[i]) in (shape(lines[i - 1]), shape(lines[i + 1]))]
+
+
 def main():
     root = sysconfig.get_paths()["stdlib"]
-    rng = random.Random(0)
-    train, test = [], []
+    rng, pattern_rng = random.Random(0), random.Random(1)
+    train, test, pattern = [], [], []
     for n, path in enumerate(source_files(root)):
         with open(path, encoding="utf-8", errors="replace") as f:
             found = sorted(set(functions(f.read())))
@@ -83,6 +101,9 @@ def main():
         module = os.path.relpath(path, root)
         held_out = n % 5 == 0                                          # every fifth module is held out
         for source in found[:PER_MODULE]:
+            repeats = pattern_lines(source) if held_out else []
+            if repeats:
+                pattern.append(dict(split_line(source, pattern_rng.choice(repeats)), source=module, split="line"))
             lines = list(answerable_lines(source))
             if held_out or rng.random() < LINE_SHARE:
                 if not lines:
@@ -94,9 +115,12 @@ def main():
             record.update(source=module, split=kind)
             (test if held_out else train).append(record)
     train, test = write_splits("stdlib_functions", train, test, TRAIN, TEST, rng, f"records found in {root}")
+    pattern_rng.shuffle(pattern)
+    with open(os.path.join(HERE, "stdlib_functions_pattern.jsonl"), "w", encoding="utf-8") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in pattern)
     lines = sum(r["split"] == "line" for r in train)
     print(f"{TRAIN} training ({lines} line, {TRAIN - lines} random splits) and {TEST} test records from "
-          f"Python {sys.version.split()[0]}'s standard library ({root})")
+          f"Python {sys.version.split()[0]}'s standard library ({root}); {len(pattern)} pattern records")
 
 
 if __name__ == "__main__":

@@ -10,10 +10,20 @@ with the fill-in-the-middle transformation of Bavarian et al. (2022),
     <|fim_prefix|>{before}<|fim_suffix|>{after}<|fim_middle|>{middle}<|file_separator|>
 
 The model still reads left to right, but by the time it writes the middle it
-has already seen both sides of the hole. At inference time we give it
-everything up to ``<|fim_middle|>`` and let it generate; it ends the middle
-with ``<|file_separator|>`` (or another FIM token), and we keep only the text
-it wrote before that.
+has already seen both sides of the hole. That is the prefix-suffix-middle
+(PSM) order. The paper's other order, suffix-prefix-middle (SPM), puts the
+suffix first and the prefix right before the middle:
+
+    <|fim_prefix|><|fim_suffix|>{after}<|fim_middle|>{before}{middle}<|file_separator|>
+
+so the middle continues the prefix exactly as plain left-to-right text does.
+A model that never saw FIM already knows that half of the task; it only has
+to learn to read the suffix and to stop. Lesson 06 tunes Gemma 3 in SPM order.
+
+At inference time we give the model the prompt (everything before
+``{middle}``) and let it generate; it ends the middle with
+``<|file_separator|>`` (or another FIM token), and we keep only the text it
+wrote before that.
 
 CodeGemma's four markers are vocabulary entries (ids 67 prefix, 68 middle,
 69 suffix, 70 file separator), "user-defined" pieces that the tokenizer
@@ -23,7 +33,7 @@ way; ``GEMMA3_FIM_MARKERS`` gives four of them the four roles, and a LoRA
 adapter trained on that format (lesson 06, ``data/make_fim_adapter.py``)
 teaches Gemma 3 270M to fill in the middle. ``enable_fim(model)`` (which
 ``tuning.load_adapter`` calls for such an adapter) tells ``complete`` to use
-them; a plain Gemma without either gets a clear error, not nonsense.
+them, in the order it was trained in; a plain Gemma without either gets a clear error, not nonsense.
 
     model = gemma_kit.load(gemma_kit.presets.preset_handle("code_gemma_2b_en"))
     model.complete("def add(a, b):\\n    return ", "\\n\\nprint(add(1, 2))\\n")   # -> "a + b"
@@ -51,12 +61,24 @@ CODEGEMMA_FIM_MARKERS = {"prefix": FIM_PREFIX, "middle": FIM_MIDDLE, "suffix": F
 GEMMA3_FIM_MARKERS = {"prefix": "<unused0>", "middle": "<unused1>", "suffix": "<unused2>", "end": "<unused3>"}
 
 
-def fim_prompt(before: str, after: str, markers: Dict[str, str] = CODEGEMMA_FIM_MARKERS) -> str:
-    """The prompt that asks for the text between ``before`` and ``after`` (prefix-suffix-middle order)."""
+ORDERS = ("psm", "spm")   # prefix-suffix-middle (CodeGemma's prompt), suffix-prefix-middle
+
+
+def fim_prompt(before: str, after: str, markers: Dict[str, str] = CODEGEMMA_FIM_MARKERS, order: str = "psm") -> str:
+    """The prompt that asks for the text between ``before`` and ``after``, in ``order`` "psm" or "spm"."""
     if not isinstance(before, str) or not isinstance(after, str):
         raise TypeError(f"before and after must be strings, got {type(before).__name__} "
                         f"and {type(after).__name__}")
+    check_order(order)
+    if order == "spm":                      # the middle goes on where the prefix stops, as plain text would
+        return f"{markers['prefix']}{markers['suffix']}{after}{markers['middle']}{before}"
     return f"{markers['prefix']}{before}{markers['suffix']}{after}{markers['middle']}"
+
+
+def check_order(order: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS} (prefix-suffix-middle or suffix-prefix-middle), got {order!r}")
+    return order
 
 
 def fim_token_ids(tokenizer, markers: Dict[str, str] = CODEGEMMA_FIM_MARKERS) -> Dict[str, int]:
@@ -75,11 +97,12 @@ def fim_token_ids(tokenizer, markers: Dict[str, str] = CODEGEMMA_FIM_MARKERS) ->
     return ids
 
 
-def enable_fim(model, markers: Dict[str, str] = GEMMA3_FIM_MARKERS) -> Dict[str, str]:
-    """Tell ``complete`` that ``model`` was tuned for FIM with ``markers`` (checked against its vocabulary)."""
+def enable_fim(model, markers: Dict[str, str] = GEMMA3_FIM_MARKERS, order: str = "psm") -> Dict[str, str]:
+    """Tell ``complete`` that ``model`` is (to be) tuned for FIM with ``markers`` in ``order`` ("psm"/"spm")."""
     if set(markers) != set(CODEGEMMA_FIM_MARKERS):
         raise ValueError(f"markers must give the roles {sorted(CODEGEMMA_FIM_MARKERS)}, got {sorted(markers)}")
     fim_token_ids(model.tokenizer, markers)
+    model.fim_order = check_order(order)
     model.fim_markers = dict(markers)
     return model.fim_markers
 
@@ -97,6 +120,13 @@ def fim_markers(model) -> Dict[str, str]:
         return markers
 
 
+def model_prompt(model, before: str, after: str) -> str:
+    """``fim_prompt`` with the markers and the order ``model`` uses (CodeGemma: its own, PSM)."""
+    markers = fim_markers(model)
+    order = "psm" if markers == CODEGEMMA_FIM_MARKERS else getattr(model, "fim_order", "psm")
+    return fim_prompt(before, after, markers, order)
+
+
 def complete(model, before: Union[str, Sequence[str]], after: Union[str, Sequence[str]],
              max_new_tokens: int = 64, **sampling) -> Union[str, List[str]]:
     """The text the model writes between ``before`` and ``after`` (the middle only).
@@ -110,7 +140,7 @@ def complete(model, before: Union[str, Sequence[str]], after: Union[str, Sequenc
         raise ValueError(f"before and after must be two strings or two non-empty lists of the same length, got "
                          f"{len(befores)} and {len(afters)} items")
     markers = fim_markers(model)                                   # fail early, with a clear message
-    prompts = [model.encode_prompt(fim_prompt(b, a, markers)) for b, a in zip(befores, afters)]   # <bos> + prompt
+    prompts = [model.encode_prompt(model_prompt(model, b, a)) for b, a in zip(befores, afters)]   # <bos> + prompt
     stops = list(markers.values()) + ["<eos>"]
     middles = model.generate_ids(prompts, max_new_tokens, stop_tokens=stops, **sampling)
     texts = [model.tokenizer.decode(ids) for ids in middles]       # generate_ids already cut at the stop token

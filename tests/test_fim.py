@@ -7,7 +7,9 @@ reserved pieces ``<unused0>``..``<unused3>`` at ids 6-9 (user-defined, as in the
 
 import ast
 import random
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +22,8 @@ from gemma_kit.tokenizer import GemmaTokenizer
 from gemma_kit.tuning.fim_data import fits_fim, format_fim_examples, split_line, split_random
 from conftest import randomize, tiny_gemma3_config
 from tiny_gguf import backbone_tensors, write_gguf
+
+ROOT = Path(__file__).resolve().parents[1]
 
 CODEGEMMA_FIM_IDS = {FIM_PREFIX: 67, FIM_MIDDLE: 68, FIM_SUFFIX: 69, FILE_SEPARATOR: 70}
 GEMMA3_FIM_IDS = {"<unused0>": 6, "<unused1>": 7, "<unused2>": 8, "<unused3>": 9}
@@ -96,6 +100,22 @@ def test_shipped_records_parse_and_keep_test_modules_out_of_training(records):
     assert not {r["source"] for r in train} & {r["source"] for r in test}
 
 
+def test_pattern_records_are_held_out_lines_that_repeat_a_neighbour(records):
+    pattern = gemma_kit.data.load("stdlib_functions", "pattern")
+    assert len(pattern) >= 48                                   # lesson 6 scores 48 of them
+    assert not {r["source"] for r in records[0]} & {r["source"] for r in pattern}
+    sys.path.insert(0, str(ROOT / "data"))
+    try:
+        from make_stdlib_functions import shape
+    finally:
+        sys.path.remove(str(ROOT / "data"))
+    for r in pattern:
+        ast.parse(r["prefix"] + r["middle"] + r["suffix"])
+        above, below = r["prefix"].splitlines()[-2], r["suffix"].split("\n")[1]
+        assert shape(r["middle"]) in (shape(above), shape(below)), r
+    assert shape("self.mode = mode") == shape("self.file = file") != shape("if mode is None:")
+
+
 # --- markers and complete ------------------------------------------------------------------------------------
 
 def test_fim_prompt_is_prefix_suffix_middle():
@@ -104,6 +124,12 @@ def test_fim_prompt_is_prefix_suffix_middle():
     assert fim.fim_prompt("a", "b", fim.GEMMA3_FIM_MARKERS) == "<unused0>a<unused2>b<unused1>"
     with pytest.raises(TypeError):
         gemma_kit.fim_prompt(None, "")
+
+
+def test_spm_prompt_puts_the_suffix_first_and_the_prefix_next_to_the_middle():
+    assert fim.fim_prompt("a", "b", fim.GEMMA3_FIM_MARKERS, order="spm") == "<unused0><unused2>b<unused1>a"
+    with pytest.raises(ValueError, match="order must be one of"):
+        fim.fim_prompt("a", "b", order="pms")
 
 
 def test_fim_tokens_are_single_tokens_at_codegemma_ids(tiny_codegemma):
@@ -189,20 +215,21 @@ def test_gemma3_270m_has_no_fim_tokens(gguf_path):
 
 # --- training data and the adapter file ---------------------------------------------------------------------
 
-def test_format_fim_examples_puts_the_loss_on_the_middle_and_the_end_marker():
+@pytest.mark.parametrize("order", fim.ORDERS)
+def test_format_fim_examples_puts_the_loss_on_the_middle_and_the_end_marker(order):
     model = tiny_gemma3()
     markers, tokenizer = fim.GEMMA3_FIM_MARKERS, model.tokenizer
     examples = [{"prefix": "def f(x):\n    ", "middle": "return x", "suffix": "\n"},
                 {"prefix": "a", "middle": "b", "suffix": "c"}]
-    data = format_fim_examples(tokenizer, examples, markers, sequence_length=40, response_length=12)
+    data = format_fim_examples(tokenizer, examples, markers, sequence_length=40, response_length=12, order=order)
     for i, example in enumerate(examples):
-        prompt = model.encode_prompt(fim.fim_prompt(example["prefix"], example["suffix"], markers))
+        prompt = model.encode_prompt(fim.fim_prompt(example["prefix"], example["suffix"], markers, order))
         middle = tokenizer.encode(example["middle"]) + [9]                    # <unused3> ends the middle
         r = len(middle)
         assert data["y"][i, :r].tolist() == middle and not data["y"][i, r:].any()
         assert data["sample_weight"][i].tolist() == [1.0] * r + [0.0] * (12 - r)
         positions = data["x"]["target_positions"][i, :r]
-        assert data["x"]["token_ids"][i, positions[0]] == prompt[-1]         # the <unused1> predicts the middle
+        assert data["x"]["token_ids"][i, positions[0]] == prompt[-1]         # the prompt's last token predicts it
         full = prompt + middle
         assert data["x"]["token_ids"][i, :len(full) - 1].tolist() == full[:-1]
         assert data["x"]["padding_mask"][i].sum() == len(full) - 1
@@ -213,21 +240,23 @@ def test_format_fim_examples_puts_the_loss_on_the_middle_and_the_end_marker():
 
 def test_an_adapter_records_its_fim_markers_and_load_adapter_enables_them(tmp_path):
     tuned = tiny_gemma3(seed=2)
-    fim.enable_fim(tuned)
+    fim.enable_fim(tuned, order="spm")
     tuning.enable_lora(tuned, rank=2, targets=("query", "value"), verbose=False)
     for variable in tuning.lora_variables(tuning.lora_layers(tuned)[0]):
         variable.assign(np.full(variable.shape, 0.1, "float32"))
     path = tuning.save_adapter(tuned, tmp_path / "fim.lora.safetensors")
-    assert tuning.read_adapter_metadata(path)["fim_markers"] == fim.GEMMA3_FIM_MARKERS
+    meta = tuning.read_adapter_metadata(path)
+    assert meta["fim_markers"] == fim.GEMMA3_FIM_MARKERS and meta["fim_order"] == "spm"
     base = tiny_gemma3(seed=2)                                  # the same weights, no LoRA, no markers
     with pytest.raises(ValueError, match="no fill-in-the-middle token"):
         base.complete("a", "b")
     tuning.load_adapter(base, path)
-    assert base.fim_markers == fim.GEMMA3_FIM_MARKERS
+    assert base.fim_markers == fim.GEMMA3_FIM_MARKERS and base.fim_order == "spm"
     assert base.complete("def f", "\n", max_new_tokens=5) == tuned.complete("def f", "\n", max_new_tokens=5)
     tuning.remove_lora(base)                                    # back to the plain base model: no markers either
     with pytest.raises(ValueError, match="no fill-in-the-middle token"):
         base.complete("a", "b")
+    assert not hasattr(base, "fim_order")
 
 
 @pytest.mark.once
@@ -236,14 +265,15 @@ def test_shipped_adapter_writes_one_line_where_the_base_model_rambles(gemma_270m
     end marker; the base model, asked in the same format, runs on across lines."""
     model, test = gemma_270m, records[1][:8]
     befores, afters = [r["prefix"] for r in test], [r["suffix"] for r in test]
-    fim.enable_fim(model)                                       # the base model, asked in the same format
+    fim.enable_fim(model, order="spm")                          # the base model, asked in the same format
     try:
-        base = model.complete(befores, afters, max_new_tokens=16)
+        base = model.complete(befores, afters, max_new_tokens=32)
         tuning.load_adapter(model, gemma_kit.data.file("gemma3_270m_fim.lora.safetensors"))
-        tuned = model.complete(befores, afters, max_new_tokens=16)
+        tuned = model.complete(befores, afters, max_new_tokens=32)
     finally:
         tuning.remove_lora(model) if tuning.lora_state(model) else None
-        model.__dict__.pop("fim_markers", None)                 # remove_lora drops them; not if loading failed
+        for name in ("fim_markers", "fim_order"):               # remove_lora drops them; not if loading failed
+            model.__dict__.pop(name, None)
     one_line = lambda middles: sum(bool(m.strip()) and "\n" not in m for m in middles)   # noqa: E731
     exact = lambda middles: sum(m.strip() == r["middle"] for m, r in zip(middles, test))   # noqa: E731
     assert one_line(tuned) >= 6 and one_line(base) <= 2, (base, tuned)

@@ -56,6 +56,7 @@ def save_adapter(model, path) -> str:
                 "targets": json.dumps(state["targets"]), "model": json.dumps(_model_shape(backbone))}
     if getattr(model, "fim_markers", None):                 # a FIM adapter: its marker tokens (fim.py)
         metadata["fim_markers"] = json.dumps(model.fim_markers)
+        metadata["fim_order"] = getattr(model, "fim_order", "psm")
     path = os.fspath(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     save_file(tensors, path, metadata=metadata)
@@ -78,6 +79,7 @@ def read_adapter_metadata(path) -> dict:
             "targets": json.loads(metadata["targets"]), "model": json.loads(metadata["model"])}
     if "fim_markers" in metadata:
         meta["fim_markers"] = json.loads(metadata["fim_markers"])
+        meta["fim_order"] = metadata.get("fim_order", "psm")      # files from before SPM existed were PSM
     return meta
 
 
@@ -85,8 +87,8 @@ def load_adapter(model, path) -> dict:
     """Enable LoRA as the file says (or check the LoRA already enabled) and load its weights.
 
     Raises ``AdapterMismatchError`` naming what differs: rank, targets, or a tensor's name or shape.
-    Returns the file's metadata. A FIM adapter's markers (``fim_markers``) are set on the model
-    (``fim.enable_fim``), so that ``model.complete(before, after)`` uses them.
+    Returns the file's metadata. A FIM adapter's markers and order (``fim_markers``, ``fim_order``) are set
+    on the model (``fim.enable_fim``), so that ``model.complete(before, after)`` uses them.
     """
     meta = read_adapter_metadata(path)
     if "fim_markers" in meta and hasattr(model, "tokenizer"):
@@ -118,7 +120,7 @@ def load_adapter(model, path) -> dict:
 def _set_fim_markers(model, meta):
     if "fim_markers" in meta and hasattr(model, "tokenizer"):
         from ..fim import enable_fim
-        enable_fim(model, meta["fim_markers"])
+        enable_fim(model, meta["fim_markers"], meta["fim_order"])
 
 
 def _assign(model, path):

@@ -5,6 +5,7 @@ a document is cut in three and the middle is moved to the end, behind marker tok
 
     <bos>{P}{prefix}{S}{suffix}{M}{middle}{E}      P, S, M, E: the prefix, suffix, middle and end markers
     |------------ prompt: no loss ----------||loss-|
+    <bos>{P}{S}{suffix}{M}{prefix}{middle}{E}      the same in suffix-prefix-middle order (``order="spm"``)
 
 Two ways to cut (both keep ``prefix + middle + suffix == source`` exactly):
 
@@ -50,24 +51,25 @@ def split_random(source: str, rng: random.Random, max_middle: int = 80) -> dict:
     return {"prefix": source[:start], "middle": source[start:start + length], "suffix": source[start + length:]}
 
 
-def encode_fim_example(tokenizer, example: dict, markers: dict, n: int = 0):
-    """(prompt ids: ``<bos>`` + the FIM prompt, response ids: the middle + the end marker)."""
+def encode_fim_example(tokenizer, example: dict, markers: dict, n: int = 0, order: str = "psm"):
+    """(prompt ids: ``<bos>`` + the FIM prompt in ``order``, response ids: the middle + the end marker)."""
     from ..fim import fim_prompt
 
     if not isinstance(example, dict) or not all(isinstance(example.get(k), str) for k in ("prefix", "middle", "suffix")):
         raise ValueError(f"example {n}: expected a dict with string fields 'prefix', 'middle' and 'suffix', got "
                          f"{sorted(example) if isinstance(example, dict) else type(example).__name__}")
-    prompt = fim_prompt(example["prefix"], example["suffix"], markers)
+    prompt = fim_prompt(example["prefix"], example["suffix"], markers, order)
     prompt_ids = [tokenizer.bos_id] + tokenizer.encode(prompt)
     return prompt_ids, tokenizer.encode(example["middle"]) + [tokenizer.token_to_id(markers["end"])]
 
 
-def fits_fim(tokenizer, example, markers, sequence_length: int, response_length: int) -> bool:
+def fits_fim(tokenizer, example, markers, sequence_length: int, response_length: int, order: str = "psm") -> bool:
     """Whether the example fits in ``sequence_length`` tokens and its middle (end marker included) in ``response_length``."""
-    return fits(tokenizer, example, sequence_length, response_length, encode=_encoder(markers))
+    return fits(tokenizer, example, sequence_length, response_length, encode=_encoder(markers, order))
 
 
-def format_fim_examples(tokenizer, examples, markers: dict, sequence_length: int, response_length: int) -> dict:
+def format_fim_examples(tokenizer, examples, markers: dict, sequence_length: int, response_length: int,
+                        order: str = "psm") -> dict:
     """``{"x": {"token_ids", "padding_mask", "target_positions"}, "y", "sample_weight"}`` for ``ResponseLM``.
 
     ``format_examples`` (data.py) with the FIM prompt instead of the chat turn: ``x`` arrays are
@@ -75,9 +77,9 @@ def format_fim_examples(tokenizer, examples, markers: dict, sequence_length: int
     the targets being the middle's tokens and the end marker. An example that does not fit is an
     error naming it (filter with ``fits_fim`` first).
     """
-    return format_examples(tokenizer, examples, sequence_length, response_length, encode=_encoder(markers))
+    return format_examples(tokenizer, examples, sequence_length, response_length, encode=_encoder(markers, order))
 
 
-def _encoder(markers: dict):
-    """``encode_fim_example`` with ``markers`` fixed: the ``encode`` that ``format_examples`` calls."""
-    return lambda tokenizer, example, n: encode_fim_example(tokenizer, example, markers, n)
+def _encoder(markers: dict, order: str):
+    """``encode_fim_example`` with ``markers`` and ``order`` fixed: the ``encode`` that ``format_examples`` calls."""
+    return lambda tokenizer, example, n: encode_fim_example(tokenizer, example, markers, n, order)

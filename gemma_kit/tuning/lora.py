@@ -229,6 +229,8 @@ def remove_lora(model) -> int:
         _drop_lora(layer)
     if getattr(model, "fim_markers", None) is not None:
         del model.fim_markers
+        if hasattr(model, "fim_order"):
+            del model.fim_order
     _unfreeze(backbone)
     _refresh_compiled(model)
     return len(layers)
