@@ -14,9 +14,9 @@ it) cut in three: ``{"prefix", "middle", "suffix", "source", "split"}`` with
   the middle is a random span of 1 to MAX_RANDOM_MIDDLE characters (Bavarian et al., 2022).
 - pattern (every held-out function that has one): ``split="line"`` again, but the middle is a line that
   repeats the pattern of the line above or below it (``self.mode = mode`` under ``self.file = file``): the
-  same skeleton once names, strings and numbers are blanked, keywords kept. A reader fills such a line by looking at its neighbour: the repetitive code
-  that editors' completion serves most. Chosen with a separate random stream, so the other splits are
-  the same as without it.
+  same skeleton once names, strings and numbers are blanked, keywords kept. A reader fills such a line by
+  looking at its neighbour: the repetitive code that editors' completion serves most. Chosen with a
+  separate random stream, so the other splits are the same as without it.
 
 Modules come from make_stdlib_fim.py's selection, and its held-out rule: every fifth module goes to the
 test split only, so no held-out function is seen in training. Deterministic (seed 0) for one Python version.

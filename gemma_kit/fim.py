@@ -76,6 +76,7 @@ def fim_prompt(before: str, after: str, markers: Dict[str, str] = CODEGEMMA_FIM_
 
 
 def check_order(order: str) -> str:
+    """``order`` itself if it is one of ``ORDERS``, else a ValueError naming the choices."""
     if order not in ORDERS:
         raise ValueError(f"order must be one of {ORDERS} (prefix-suffix-middle or suffix-prefix-middle), got {order!r}")
     return order
