@@ -42,7 +42,7 @@ them, in the order it was trained in; a plain Gemma without either gets a clear 
 
 from __future__ import annotations
 
-from typing import Dict, List, Sequence, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
 FIM_PREFIX = "<|fim_prefix|>"
 FIM_MIDDLE = "<|fim_middle|>"
@@ -121,11 +121,15 @@ def fim_markers(model) -> Dict[str, str]:
         return markers
 
 
-def model_prompt(model, before: str, after: str) -> str:
-    """``fim_prompt`` with the markers and the order ``model`` uses (CodeGemma: its own, PSM)."""
+def fim_format(model) -> Tuple[Dict[str, str], str]:
+    """(markers, order) that ``model`` uses: CodeGemma's own in PSM order, else those of ``enable_fim``."""
     markers = fim_markers(model)
-    order = "psm" if markers == CODEGEMMA_FIM_MARKERS else getattr(model, "fim_order", "psm")
-    return fim_prompt(before, after, markers, order)
+    return markers, "psm" if markers == CODEGEMMA_FIM_MARKERS else getattr(model, "fim_order", "psm")
+
+
+def model_prompt(model, before: str, after: str) -> str:
+    """``fim_prompt`` with the markers and the order ``model`` uses."""
+    return fim_prompt(before, after, *fim_format(model))
 
 
 def complete(model, before: Union[str, Sequence[str]], after: Union[str, Sequence[str]],
@@ -140,8 +144,8 @@ def complete(model, before: Union[str, Sequence[str]], after: Union[str, Sequenc
     if len(befores) != len(afters) or not befores:
         raise ValueError(f"before and after must be two strings or two non-empty lists of the same length, got "
                          f"{len(befores)} and {len(afters)} items")
-    markers = fim_markers(model)                                   # fail early, with a clear message
-    prompts = [model.encode_prompt(model_prompt(model, b, a)) for b, a in zip(befores, afters)]   # <bos> + prompt
+    markers, order = fim_format(model)                             # fail early, with a clear message
+    prompts = [model.encode_prompt(fim_prompt(b, a, markers, order)) for b, a in zip(befores, afters)]   # <bos> + prompt
     stops = list(markers.values()) + ["<eos>"]
     middles = model.generate_ids(prompts, max_new_tokens, stop_tokens=stops, **sampling)
     texts = [model.tokenizer.decode(ids) for ids in middles]       # generate_ids already cut at the stop token
