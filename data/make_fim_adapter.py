@@ -14,7 +14,6 @@ casts them back to the model's float32 variables.
 """
 
 import argparse
-import ast
 import os
 import time
 
@@ -32,21 +31,17 @@ def fitting(model, records, markers, limit=None):
 
 
 def scores(model, records, batch_size=16):
-    """(exact-match hits, parse hits, completions) of greedy middles for ``records``."""
+    """(exact-match hits, parse hits, completions) of greedy middles for ``records``: lesson 06's ``score``."""
+    from gemma_kit import evaluate
+
     completions = []
     for start in range(0, len(records), batch_size):
         chunk = records[start:start + batch_size]
         completions += model.complete([r["prefix"] for r in chunk], [r["suffix"] for r in chunk],
                                       max_new_tokens=MAX_NEW_TOKENS)
-    exact, parsed = 0, 0
-    for r, c in zip(records, completions):
-        exact += c.strip() == r["middle"].strip()
-        try:
-            ast.parse(r["prefix"] + c + r["suffix"])
-            parsed += 1
-        except SyntaxError:
-            pass
-    return exact, parsed, completions
+    _, exact = evaluate.exact_match_rate(completions, [r["middle"] for r in records])
+    parsed = [evaluate.parses(r["prefix"], c, r["suffix"]) for r, c in zip(records, completions)]
+    return sum(exact), sum(parsed), completions
 
 
 def shrink(path):
