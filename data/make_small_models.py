@@ -1,6 +1,6 @@
 """Train the two small models the kit ships: a Griffin and a same-size Gemma, on the standard library's code.
 
-    python data/make_small_models.py     # about 10 minutes on a 2-core CPU; writes, in data/:
+    python data/make_small_models.py     # about 3 minutes on an idle 2-core CPU; writes, in data/:
         stdlib_small_tokenizer.model                          # SentencePiece BPE, 2,048 pieces
         stdlib_small_griffin.json + .safetensors              # config + int8 weights (one scale per row)
         stdlib_small_gemma.json + .safetensors

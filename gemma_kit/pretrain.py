@@ -34,6 +34,7 @@ import sentencepiece
 from .models.gemma import GemmaBackbone, GemmaConfig
 from .models.griffin import GriffinBackbone, GriffinConfig, griffin_block_types
 from .tokenizer import SPACE, GemmaTokenizer
+from .tuning.data import TrainingBatches
 from .tuning.train import compile_for_training
 
 SKIP = {"test", "tests", "idlelib", "lib2to3", "turtledemo", "ensurepip", "site-packages", "dist-packages",
@@ -122,29 +123,6 @@ def pack(texts, tokenizer, seq_len: int) -> dict:
             "weights": (targets != tokenizer.bos_id).astype(np.float32)}
 
 
-class PackedBatches(keras.utils.PyDataset):
-    """``steps_per_epoch`` batches per Keras epoch, walking on through a shuffled order across epochs."""
-
-    def __init__(self, packed: dict, batch_size: int, steps_per_epoch: int, seed: int = 0):
-        super().__init__()
-        self.packed, self.batch_size, self.steps_per_epoch = packed, batch_size, steps_per_epoch
-        self.order = np.random.default_rng(seed).permutation(len(packed["token_ids"]))
-        self.epoch = 0
-
-    def __len__(self):
-        return self.steps_per_epoch
-
-    def __getitem__(self, i):
-        step = self.epoch * self.steps_per_epoch + i
-        rows = self.order[(step * self.batch_size + np.arange(self.batch_size)) % len(self.order)]
-        p = self.packed
-        return ({"token_ids": p["token_ids"][rows], "segment_pos": p["segment_pos"][rows]},
-                p["targets"][rows], p["weights"][rows])
-
-    def on_epoch_end(self):
-        self.epoch += 1
-
-
 # -- 4. the loss and the training loop ------------------------------------------------------------
 class CausalLM(keras.Model):
     """Any backbone as a Keras model ``fit`` can train: ``{"token_ids", "segment_pos"}`` -> logits.
@@ -174,13 +152,16 @@ def train_model(backbone, train: dict, held_out: dict | None = None, steps: int 
     schedule = keras.optimizers.schedules.CosineDecay(0.0, decay_steps=max(steps - warmup, 1), alpha=0.0,
                                                       warmup_target=learning_rate, warmup_steps=warmup)
     model = compile_for_training(CausalLM(backbone), learning_rate=schedule)
-    data = PackedBatches(train, batch_size, evaluate_every, seed)
+    # tuning's TrainingBatches: batch i of Keras epoch e is step e * evaluate_every + i of a seeded shuffle
+    data = TrainingBatches({"x": {"token_ids": train["token_ids"], "segment_pos": train["segment_pos"]},
+                            "y": train["targets"], "sample_weight": train["weights"]},
+                           batch_size, steps_per_epoch=evaluate_every, seed=seed)
     validation = None
     if held_out is not None:
         validation = ({"token_ids": held_out["token_ids"], "segment_pos": held_out["segment_pos"]},
                       held_out["targets"], held_out["weights"])
-    fit = model.fit(data, epochs=steps // evaluate_every, validation_data=validation,
-                    validation_batch_size=batch_size, verbose=verbose)
+    fit = model.fit(data, epochs=steps // evaluate_every, shuffle=False, callbacks=[data.epoch_callback],
+                    validation_data=validation, validation_batch_size=batch_size, verbose=verbose)
     return {"step": [evaluate_every * (i + 1) for i in range(steps // evaluate_every)],
             "loss": fit.history["loss"], "held_out_loss": fit.history.get("val_loss", [])}
 
