@@ -139,6 +139,12 @@ class CausalLM(keras.Model):
         return self.backbone({"token_ids": inputs["token_ids"], "segment_pos": inputs["segment_pos"]})
 
 
+def _fit_arrays(packed: dict) -> dict:
+    """``pack``'s rows as ``{"x": {"token_ids", "segment_pos"}, "y", "sample_weight"}``, the arrays ``fit`` takes."""
+    return {"x": {"token_ids": packed["token_ids"], "segment_pos": packed["segment_pos"]},
+            "y": packed["targets"], "sample_weight": packed["weights"]}
+
+
 def train_model(backbone, train: dict, held_out: dict | None = None, steps: int = 600, batch_size: int = 16,
                 learning_rate: float = 3e-3, warmup: int = 50, evaluate_every: int = 50, seed: int = 0,
                 verbose="auto") -> dict:
@@ -153,13 +159,11 @@ def train_model(backbone, train: dict, held_out: dict | None = None, steps: int 
                                                       warmup_target=learning_rate, warmup_steps=warmup)
     model = compile_for_training(CausalLM(backbone), learning_rate=schedule)
     # tuning's TrainingBatches: batch i of Keras epoch e is step e * evaluate_every + i of a seeded shuffle
-    data = TrainingBatches({"x": {"token_ids": train["token_ids"], "segment_pos": train["segment_pos"]},
-                            "y": train["targets"], "sample_weight": train["weights"]},
-                           batch_size, steps_per_epoch=evaluate_every, seed=seed)
+    data = TrainingBatches(_fit_arrays(train), batch_size, steps_per_epoch=evaluate_every, seed=seed)
     validation = None
     if held_out is not None:
-        validation = ({"token_ids": held_out["token_ids"], "segment_pos": held_out["segment_pos"]},
-                      held_out["targets"], held_out["weights"])
+        rows = _fit_arrays(held_out)
+        validation = (rows["x"], rows["y"], rows["sample_weight"])
     fit = model.fit(data, epochs=steps // evaluate_every, shuffle=False, callbacks=[data.epoch_callback],
                     validation_data=validation, validation_batch_size=batch_size, verbose=verbose)
     return {"step": [evaluate_every * (i + 1) for i in range(steps // evaluate_every)],
